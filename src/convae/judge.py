@@ -1,0 +1,248 @@
+"""Hidden checks judged by a pristine process, not by the student's kernel.
+
+A student's code runs in the same kernel as the test cells and can patch anything there, so a
+hidden check must not trust objects in that kernel. Here the kernel only *runs the student's
+function*; everything else happens in a fresh ``python -I -m convae.judge`` process:
+
+1. the judge draws new inputs with a seed taken at grading time (``secrets``), so no answer can be
+   prepared for them;
+2. the kernel calls the student's function on them and sends the outputs back (as ``.npy`` bytes,
+   never pickles: the judge must not run code that the student's objects carry);
+3. the judge computes the reference answers itself, compares with :func:`convae.checks.compare`
+   and answers in plain words. The kernel raises that message, so it shows in feedback.
+
+The references are the author's own solutions: the judge reads ``solutions/<chapter>/<chapter>.ipynb``
+and runs only its imports, literal constants and ``def``/``class`` statements, so nothing is written
+twice. How to draw inputs and compare answers lives per chapter in ``grading/checks/<chapter>.py``
+(a dict ``EXERCISES`` of :class:`Exercise`), outside the student package.
+
+``hidden_check`` speaks to a judge over a pair of pipes. The grading pipeline may run the judge
+outside the student's sandbox instead and pass its address in ``CONVAE_JUDGE_SOCKET``; the
+protocol is the same.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import importlib.util
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convae.checks import CheckFailed, compare
+
+PROTOCOL = 1
+
+
+@dataclass
+class Exercise:
+    """How to judge one exercise.
+
+    draw: ``rng -> list of argument tuples`` (one tuple per case; arrays and scalars only).
+    judge: ``(actual, expected, call, args) -> message or None``; by default :func:`compare`
+        with ``kind`` and ``atol``.
+    reference: the name of the reference function in the solution notebook (default: the
+        exercise name).
+    """
+
+    draw: Callable
+    kind: str | None = None
+    atol: float = 1e-6
+    judge: Callable | None = None
+    reference: str | None = None
+
+    def verdict(self, actual, expected, call, args):
+        if self.judge is not None:
+            return self.judge(actual, expected, call, args)
+        return compare(actual, expected, call, kind=self.kind, atol=self.atol)
+
+
+# ---------------------------------------------------------------- encoding (no pickles, ever)
+
+def encode(value) -> str:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(value), allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode(text: str):
+    arr = np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+    return arr.item() if arr.ndim == 0 else arr
+
+
+def describe_args(args) -> str:
+    parts = []
+    for a in args:
+        parts.append(f"an array of shape {a.shape} ({a.dtype})" if isinstance(a, np.ndarray) else repr(a))
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- the judge's side
+
+def course_root() -> Path:
+    """``$CONVAE_COURSE_ROOT``, else the repository this package is installed from (editable)."""
+    env = os.environ.get("CONVAE_COURSE_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def load_exercises(chapter: str, root: Path) -> dict:
+    path = root / "grading" / "checks" / f"{chapter}.py"
+    if not path.exists():
+        raise FileNotFoundError(f"no hidden-check specification {path}")
+    spec = importlib.util.spec_from_file_location(f"convae_checks_{chapter.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EXERCISES
+
+
+def _definitions_only(source: str) -> tuple[list, list]:
+    """Top-level (imports, definitions) of one code cell: defs, classes and literal constants."""
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return [], []
+    imports, definitions = [], []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            definitions.append(node)
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            try:
+                ast.literal_eval(node.value)
+                definitions.append(node)
+            except ValueError:
+                pass
+    return imports, definitions
+
+
+def load_references(chapter: str, root: Path) -> dict:
+    """Run the definitions of the author's notebook in a fresh namespace and return it.
+
+    Only the imports whose names the definitions use are run: the judge should not pay for the
+    plotting libraries a chapter imports for its figures.
+    """
+    path = root / "solutions" / chapter / f"{chapter}.ipynb"
+    nb = json.loads(path.read_text())
+    imports, definitions = [], []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            cell_imports, cell_definitions = _definitions_only(src)
+            imports += cell_imports
+            definitions += cell_definitions
+    used = {n.id for d in definitions for n in ast.walk(d) if isinstance(n, ast.Name)}
+    needed = [i for i in imports if any((a.asname or a.name).split(".")[0] in used for a in i.names)]
+    body = needed + definitions
+    namespace: dict = {"__name__": f"reference_{chapter.replace('-', '_')}"}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
+
+
+def serve(chapter: str, exercise: str, inp, out) -> int:
+    """Judge one exercise over a line-based JSON channel (one request, one verdict)."""
+
+    def send(**msg):
+        out.write(json.dumps(msg) + "\n")
+        out.flush()
+
+    try:
+        root = course_root()
+        spec = load_exercises(chapter, root)[exercise]
+        reference = load_references(chapter, root)[spec.reference or exercise]
+    except Exception as err:
+        send(error=f"the hidden check for {exercise!r} in chapter {chapter} could not start "
+                   f"({type(err).__name__}: {err}). This is not your fault: tell your instructor.")
+        return 2
+    seed = secrets.randbits(63)
+    cases = spec.draw(np.random.default_rng(seed))
+    send(protocol=PROTOCOL, seed=seed, cases=[[encode(a) for a in args] for args in cases])
+    reply = json.loads(inp.readline() or "{}")
+    results = reply.get("results", [])
+    if len(results) != len(cases):
+        send(ok=False, message="the hidden check got no answer from your function.")
+        return 1
+    for args, result in zip(cases, results):
+        call = f"{exercise}({describe_args(args)})"
+        if "error" in result:
+            send(ok=False, message=f"On new inputs, {call} {result['error']}")
+            return 1
+        actual = decode(result["value"])
+        expected = reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        problem = spec.verdict(actual, expected, call, args)
+        if problem:
+            send(ok=False, message=f"On new inputs drawn at grading time: {problem}")
+            return 1
+    send(ok=True, message=f"{exercise}: {len(cases)} hidden cases passed.")
+    return 0
+
+
+# ---------------------------------------------------------------- the kernel's side
+
+def _run_student(fn, args) -> dict:
+    try:
+        value = fn(*args)
+    except NotImplementedError:
+        return {"error": "raised NotImplementedError: the function is not written yet."}
+    except Exception as err:
+        return {"error": f"raised {type(err).__name__}: {err}"}
+    if value is None:
+        return {"error": "returned None (did you forget `return`?)."}
+    try:
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise ValueError
+        return {"value": encode(arr)}
+    except Exception:
+        return {"error": f"returned a {type(value).__name__}, which is not a numeric array."}
+
+
+def hidden_check(chapter: str, exercise: str, fn) -> str:
+    """Judge ``fn`` for ``exercise`` in a pristine process; raise :class:`CheckFailed` if wrong."""
+    __tracebackhide__ = True
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "convae.judge", "--chapter", chapter, "--exercise", exercise],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CONVAE_COURSE_ROOT": str(course_root())},
+    )
+    try:
+        first = json.loads(proc.stdout.readline() or "{}")
+        if "error" in first or "cases" not in first:
+            proc.kill()
+            detail = first.get("error") or proc.stderr.read().strip()[-500:]
+            raise CheckFailed(detail or "the hidden check's judge process did not start; tell your instructor.")
+        cases = [[decode(a) for a in args] for args in first["cases"]]
+        results = [_run_student(fn, args) for args in cases]
+        proc.stdin.write(json.dumps({"results": results}) + "\n")
+        proc.stdin.flush()
+        verdict = json.loads(proc.stdout.readline() or "{}")
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+        proc.wait(timeout=60)
+    if not verdict.get("ok"):
+        raise CheckFailed(verdict.get("message", "the hidden check gave no verdict"))
+    return verdict["message"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chapter", required=True)
+    parser.add_argument("--exercise", required=True)
+    ns = parser.parse_args(argv)
+    sys.dont_write_bytecode = True  # leave no __pycache__ in grading/checks
+    return serve(ns.chapter, ns.exercise, sys.stdin, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

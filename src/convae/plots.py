@@ -1,0 +1,82 @@
+"""Figures that several chapters draw: grids of images, a digit as a heatmap, colour channels.
+
+Every function draws on matplotlib and returns the figure (or axes), so a notebook can add a title
+or save it. Grayscale images are shown with ``vmin=0, vmax=255`` (uint8) or ``vmin=0, vmax=1``
+(floats) so that black is 0 and white is the maximum, never a rescaled range.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _gray_range(image) -> tuple[float, float]:
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return 0, 255
+    if image.dtype == bool:
+        return 0, 1
+    lo, hi = float(image.min()), float(image.max())
+    return (0, 1) if lo >= 0 and hi <= 1 else (lo, hi)
+
+
+def show_image(image, ax=None, title: str | None = None, cmap: str = "gray"):
+    """One image: grayscale (H, W) with a fixed 0..max range, or colour (H, W, 3)."""
+    ax = ax or plt.figure(figsize=(3, 3)).gca()
+    image = np.asarray(image)
+    if image.ndim == 3:
+        ax.imshow(image)
+    else:
+        vmin, vmax = _gray_range(image)
+        ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def show_images(images, titles=None, ncols: int = 10, size: float = 1.3, cmap: str = "gray",
+                suptitle: str | None = None):
+    """A grid of images with optional titles (e.g. labels)."""
+    images = list(images)
+    nrows = max(1, -(-len(images) // ncols))
+    ncols = min(ncols, len(images))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            show_image(images[i], ax=ax, title=None if titles is None else str(titles[i]), cmap=cmap)
+        else:
+            ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def digit_heatmap(image, ax=None, annot: bool = True, title: str | None = None):
+    """A digit as a seaborn heatmap: every pixel a cell, its value written in it."""
+    import seaborn as sns  # imported here: only the chapters that draw heatmaps pay for it
+
+    image = np.asarray(image)
+    ax = ax or plt.figure(figsize=(11, 10)).gca()
+    vmin, vmax = _gray_range(image)
+    fmt = "d" if image.dtype.kind in "ui" else ".1f"
+    sns.heatmap(image, ax=ax, cmap="gray", vmin=vmin, vmax=vmax, annot=annot, fmt=fmt,
+                annot_kws={"fontsize": 6}, cbar=True, square=True, xticklabels=4, yticklabels=4)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_channels(rgb, names=("red", "green", "blue")):
+    """A colour image next to its three channels, each drawn as the grayscale matrix it is."""
+    rgb = np.asarray(rgb)
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    show_image(rgb, ax=axes[0], title=f"colour image {rgb.shape}")
+    for c, (ax, name) in enumerate(zip(axes[1:], names)):
+        show_image(rgb[..., c], ax=ax, title=f"{name} channel [..., {c}]")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,74 @@
+"""Shared fixtures: the chapter list, a temporary nbgrader course, notebooks executed once."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p.name for p in (ROOT / "solutions").iterdir() if re.fullmatch(r"\d\d-[a-z0-9-]+", p.name))
+
+
+def notebook_path(folder: str, chapter: str) -> Path:
+    return ROOT / folder / chapter / f"{chapter}.ipynb"
+
+
+def run(cmd, cwd, env=None, timeout=1200):
+    """Run a command; on failure, show its output in the test report."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def course(tmp_path_factory) -> Path:
+    """A private copy of the course (config, solutions, hidden-check specs) for nbgrader runs.
+
+    nbgrader writes a gradebook and working folders; doing that in a copy keeps the repository's
+    own grading/ untouched and the tests independent of what an instructor has there.
+    """
+    dest = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", dest)
+    shutil.copytree(ROOT / "solutions", dest / "solutions")
+    shutil.copytree(ROOT / "grading" / "checks", dest / "grading" / "checks")
+    return dest
+
+
+def course_env(course: Path) -> dict:
+    env = dict(os.environ, CONVAE_FAST="1", CONVAE_COURSE_ROOT=str(course))
+    return env
+
+
+@pytest.fixture(scope="session")
+def released(course) -> dict:
+    """`nbgrader generate_assignment` of every chapter in the private course: {chapter: path}."""
+    paths = {}
+    for chapter in CHAPTERS:
+        run(["nbgrader", "generate_assignment", chapter, "--force", "--log-level=WARN"], course, course_env(course))
+        paths[chapter] = course / "notebooks" / chapter / f"{chapter}.ipynb"
+    return paths
+
+
+_executed: dict = {}
+
+
+@pytest.fixture(scope="session")
+def executed():
+    """Execute a solution notebook once per session, in fast mode: executed(chapter) -> notebook."""
+    from nbclient import NotebookClient
+
+    def get(chapter: str):
+        if chapter not in _executed:
+            nb = nbformat.read(notebook_path("solutions", chapter), as_version=4)
+            client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                                    resources={"metadata": {"path": str(ROOT / "solutions" / chapter)}})
+            client.execute()
+            _executed[chapter] = nb
+        return _executed[chapter]
+
+    return get

@@ -1,0 +1,55 @@
+"""Hidden checks run in a pristine judge process and explain wrong answers in plain words."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convae.checks import CheckFailed, compare, expect
+from convae.judge import hidden_check
+
+
+def test_a_correct_function_passes_on_fresh_inputs():
+    assert "hidden cases passed" in hidden_check("01-pixels", "normalise", lambda x: x / np.float32(255))
+
+
+@pytest.mark.parametrize("exercise, wrong, phrase", [
+    ("normalise", lambda x: x, "expected floating-point values"),
+    ("normalise", lambda x: x / 256.0, "wrong values"),
+    ("flatten", lambda x: np.asarray(x).reshape(len(x), 784), "raised ValueError"),
+    ("invert", lambda x: 255 - x.astype(int), "expected unsigned integer values"),
+    ("brighten", lambda x, d: x + np.uint8(abs(d) % 256), "wrong values"),
+    ("class_mean_images", lambda x, y: None, "returned None"),
+    ("rgb_to_gray", lambda x: x.mean(axis=-1), "wrong values"),
+])
+def test_wrong_answers_fail_with_a_plain_message(exercise, wrong, phrase):
+    with pytest.raises(CheckFailed) as err:
+        hidden_check("01-pixels", exercise, wrong)
+    message = str(err.value)
+    assert phrase in message, message
+    assert "new inputs" in message and "Traceback" not in message
+
+
+def test_patching_the_kernel_side_compare_does_not_fool_the_judge(monkeypatch):
+    import convae.checks
+
+    monkeypatch.setattr(convae.checks, "compare", lambda *a, **k: None)  # "everything is fine"
+    with pytest.raises(CheckFailed):
+        hidden_check("01-pixels", "normalise", lambda x: x)
+
+
+def test_expect_explains_shape_dtype_and_in_place_changes():
+    assert "shape (4,), expected shape (2, 2)" in compare(np.zeros(4), np.zeros((2, 2)), "f(x)")
+    assert "return a NumPy array" in compare([1, 2], np.zeros(2), "f(x)")
+
+    def in_place(x):
+        x += 1
+        return x
+
+    with pytest.raises(CheckFailed, match="changed its input array in place"):
+        x = np.zeros(3)
+        expect(in_place, x, returns=x + 1)
+
+
+def test_a_missing_specification_is_reported_as_not_the_students_fault():
+    with pytest.raises(CheckFailed, match="not your fault"):
+        hidden_check("01-pixels", "no_such_exercise", lambda x: x)

@@ -17,7 +17,11 @@ def _gray_range(image) -> tuple[float, float]:
     if image.dtype == bool:
         return 0, 1
     lo, hi = float(image.min()), float(image.max())
-    return (0, 1) if lo >= 0 and hi <= 1 else (lo, hi)
+    if lo >= 0 and hi <= 1:
+        return 0, 1
+    if lo >= 0 and hi <= 255:  # floats on the 0..255 scale (a gray conversion, a mean image)
+        return 0, 255
+    return lo, hi
 
 
 def show_image(image, ax=None, title: str | None = None, cmap: str = "gray"):

@@ -74,3 +74,14 @@ def test_fast_mode_is_on_in_the_test_suite():
 
     assert convae.FAST and convae.pick(60000, 2000) == 2000
     assert convae.subset(np.arange(10), full=None, fast=3).tolist() == [0, 1, 2]
+
+
+def test_bench_record_reports_only_inside_a_benchmark_run(tmp_path, monkeypatch):
+    from convae.bench import METRICS_ENV, record
+
+    monkeypatch.delenv(METRICS_ENV, raising=False)
+    assert record(acc=0.5) == {"acc": 0.5}
+    target = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv(METRICS_ENV, str(target))
+    record(acc=np.float32(0.25))
+    assert target.read_text().strip() == '{"acc": 0.25}'

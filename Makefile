@@ -19,7 +19,7 @@ help:
 	@echo "make setup    create $(VENV) with the pinned packages and the convae helper package"
 	@echo "make data     fetch and verify MNIST into data/mnist.npz"
 	@echo "make release  regenerate the student notebooks in notebooks/ from solutions/"
-	@echo "make book     build the course website into book/_build/html"
+	@echo "make book     build the course website into book/_build/_build/html"
 	@echo "make grade    autograde grading/submitted/*/<chapter>/, write feedback and grading/grades.csv"
 	@echo "make bench    run every chapter in full mode, write bench/results.json"
 

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from convae.book import chapters
+
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted(p.name for p in (ROOT / "solutions").iterdir() if re.fullmatch(r"\d\d-[a-z0-9-]+", p.name))
+CHAPTERS = chapters(ROOT)
 
 
 def notebook_path(folder: str, chapter: str) -> Path:
@@ -59,16 +59,15 @@ _executed: dict = {}
 
 @pytest.fixture(scope="session")
 def executed():
-    """Execute a solution notebook once per session, in fast mode: executed(chapter) -> notebook."""
-    from nbclient import NotebookClient
+    """Execute a solution notebook once per session, in fast mode: executed(chapter) -> notebook.
+
+    The contract test and the book build share the run (the book needs outputs anyway).
+    """
+    from convae.book import execute_chapter
 
     def get(chapter: str):
         if chapter not in _executed:
-            nb = nbformat.read(notebook_path("solutions", chapter), as_version=4)
-            client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                                    resources={"metadata": {"path": str(ROOT / "solutions" / chapter)}})
-            client.execute()
-            _executed[chapter] = nb
+            _executed[chapter] = execute_chapter(chapter, ROOT)
         return _executed[chapter]
 
     return get

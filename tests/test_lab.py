@@ -1,0 +1,78 @@
+"""A real JupyterLab, started as `make lab` starts it, runs nbgrader's Validate on a chapter."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+TOKEN = "convae-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    port = free_port()
+    jupyter = Path(sys.executable).with_name("jupyter")
+    proc = subprocess.Popen(
+        [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={TOKEN}", "--allow-root", f"--ServerApp.root_dir={ROOT}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, CONVAE_FAST="1"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not answer within 60 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def validate(base: str, path: str) -> dict:
+    request = urllib.request.Request(
+        f"{base}/assignments/validate", data=urllib.parse.urlencode({"path": path}).encode(),
+        headers={"Authorization": f"token {TOKEN}"}, method="POST")
+    with urllib.request.urlopen(request, timeout=600) as response:
+        reply = json.loads(response.read())
+    assert reply["success"], reply["value"]
+    return reply["value"]
+
+
+def test_lab_serves_the_course_with_the_nbgrader_extension(lab):
+    page = urllib.request.urlopen(f"{lab}/lab?token={TOKEN}", timeout=10).read().decode()
+    assert "JupyterLab" in page
+    extensions = json.loads(urllib.request.urlopen(f"{lab}/lab/api/extensions?token={TOKEN}", timeout=10).read())
+    assert "jupyter-nbgrader" in [e["name"] for e in extensions]
+
+
+def test_validate_lists_every_unsolved_exercise_in_plain_words(lab):
+    result = validate(lab, "notebooks/01-pixels/01-pixels.ipynb")
+    failed = result.get("failed", [])
+    assert len(failed) == 6, [f["raw_error"] for f in failed]
+    assert all("is not written yet" in f["raw_error"] for f in failed)
+
+
+def test_validate_passes_a_solved_notebook(lab):
+    result = validate(lab, "solutions/01-pixels/01-pixels.ipynb")
+    assert not result.get("failed") and not result.get("changed"), result

@@ -11,7 +11,7 @@ CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 
-.PHONY: help setup data lab test release book grade bench clean
+.PHONY: help setup data lab test release book grade check bench clean
 
 help:
 	@echo "make lab      set up, fetch data, open JupyterLab on the course"
@@ -20,7 +20,8 @@ help:
 	@echo "make data     fetch and verify MNIST into data/mnist.npz"
 	@echo "make release  regenerate the student notebooks in notebooks/ from solutions/"
 	@echo "make book     build the course website into book/_build/_build/html"
-	@echo "make grade    autograde grading/submitted/*/<chapter>/, write feedback and grading/grades.csv"
+	@echo "make grade    grade a class: SUBMISSIONS=<folder or .zip> [WORKERS=N] -> grading/grades.csv, feedback/, log.txt"
+	@echo "make check    a student's check before submitting: NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"
 	@echo "make bench    run every chapter in full mode, write bench/results.json"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -48,16 +49,19 @@ release: setup
 book: data
 	$(VENV)/bin/python -m convae.book
 
+# SUBMISSIONS: a folder <student>/<chapter>/<chapter>.ipynb or an LMS zip (default grading/submitted).
+SUBMISSIONS ?= grading/submitted
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 grade: data
-	@for ch in $(CHAPTERS); do \
-	  CONVAE_FAST=1 nbgrader autograde "$$ch" --create --log-level=WARN || exit 1; \
-	  nbgrader generate_feedback "$$ch" --force --log-level=WARN || exit 1; \
-	done
-	nbgrader export --to grading/grades.csv --log-level=WARN
-	@echo "grades: grading/grades.csv   feedback: grading/feedback/<student>/<chapter>/"
+	$(VENV)/bin/python -m convae.grading.run "$(SUBMISSIONS)" --workers $(WORKERS) $(GRADE_ARGS)
+
+# A student's own check before submitting: the visible tests, as Validate runs them.
+check: setup
+	@test -n "$(NOTEBOOK)" || { echo "usage: make check NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"; exit 2; }
+	$(VENV)/bin/nbgrader validate "$(NOTEBOOK)"
 
 bench: data
 	$(VENV)/bin/python -m convae.bench
 
 clean:
-	rm -rf book/_build grading/autograded grading/feedback grading/gradebook.db .pytest_cache
+	rm -rf book/_build grading/autograded grading/feedback grading/gradebook.db grading/grades.csv grading/log.txt grading/results.json .pytest_cache

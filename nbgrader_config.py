@@ -7,9 +7,11 @@ the repository elsewhere (a test's temporary course) is a course of its own.
 import os
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
+                                    IgnorePattern, LimitOutput, SaveAutoGrades)
 
-from convae.nbgrader_hooks import ScrubHiddenTestsFromOutputs
+from convae.nbgrader_hooks import LimitedExecute, ScrubHiddenTestsFromOutputs
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -28,6 +30,12 @@ c.CourseDirectory.include = ["*.ipynb"]
 
 # Cells that train a network need far more than nbgrader's default 30 s.
 c.Execute.timeout = 600
+# nbgrader's own autograde steps, with Execute swapped for one that caps output as it arrives (a
+# print loop must not fill the grader's memory).
+c.Autograde.autograde_preprocessors = [
+    LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata,
+]
 # A student who deletes a graded cell gets it back (scored as the release scores it) instead of a
 # silent "needs manual grading".
 c.OverwriteCells.add_missing_cells = True

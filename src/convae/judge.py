@@ -16,13 +16,14 @@ and runs only its imports, literal constants and ``def``/``class`` statements, s
 twice. How to draw inputs and compare answers lives per chapter in ``grading/checks/<chapter>.py``
 (a dict ``EXERCISES`` of :class:`Exercise`), outside the student package.
 
-``hidden_check`` speaks to a judge over a pair of pipes. The grading pipeline may run the judge
-outside the student's sandbox instead and pass its address in ``CONVAE_JUDGE_SOCKET``; the
-protocol is the same.
+``hidden_check`` starts a judge process and speaks to it over a pair of pipes. The grading pipeline
+(``convae.grading``) instead runs the judge outside the student's sandbox, where the solutions are
+readable and the kernel cannot reach, passes its unix socket in ``CONVAE_JUDGE_SOCKET`` and
+records every verdict itself: a test cell that nbgrader saw pass without a passing verdict from
+the judge is scored 0. The protocol is the same: a request line, the cases, the results, a verdict.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import base64
 import importlib.util
@@ -30,6 +31,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ import numpy as np
 from convae.checks import CheckFailed, compare
 
 PROTOCOL = 1
+#: set by the grading pipeline: the unix socket of a judge that runs outside the sandbox
+SOCKET_ENV = "CONVAE_JUDGE_SOCKET"
 
 
 @dataclass
@@ -149,42 +153,52 @@ def load_references(chapter: str, root: Path) -> dict:
     return namespace
 
 
-def serve(chapter: str, exercise: str, inp, out) -> int:
-    """Judge one exercise over a line-based JSON channel (one request, one verdict)."""
+def judge(request: dict, inp, out, root: Path | None = None) -> dict:
+    """Judge one exercise over a line-based JSON channel and return the verdict it sent.
+
+    ``request`` is the client's first line: ``{"chapter": ..., "exercise": ...}``. The verdict
+    (``ok``, ``message``, ``seed``, ``chapter``, ``exercise``) is what the grading pipeline records.
+    """
+    chapter, exercise = str(request.get("chapter")), str(request.get("exercise"))
+    verdict = {"chapter": chapter, "exercise": exercise, "ok": False}
 
     def send(**msg):
         out.write(json.dumps(msg) + "\n")
         out.flush()
 
+    def finish(ok: bool, message: str) -> dict:
+        verdict.update(ok=ok, message=message)
+        send(ok=ok, message=message)
+        return verdict
+
     try:
-        root = course_root()
+        root = root or course_root()
         spec = load_exercises(chapter, root)[exercise]
         reference = load_references(chapter, root)[spec.reference or exercise]
     except Exception as err:
-        send(error=f"the hidden check for {exercise!r} in chapter {chapter} could not start "
+        message = (f"the hidden check for {exercise!r} in chapter {chapter} could not start "
                    f"({type(err).__name__}: {err}). This is not your fault: tell your instructor.")
-        return 2
-    seed = secrets.randbits(63)
+        send(error=message)
+        return dict(verdict, message=message, error=True)
+    verdict["seed"] = seed = secrets.randbits(63)
     cases = spec.draw(np.random.default_rng(seed))
     send(protocol=PROTOCOL, seed=seed, cases=[[encode(a) for a in args] for args in cases])
-    reply = json.loads(inp.readline() or "{}")
-    results = reply.get("results", [])
-    if len(results) != len(cases):
-        send(ok=False, message="the hidden check got no answer from your function.")
-        return 1
-    for args, result in zip(cases, results):
-        call = f"{exercise}({describe_args(args)})"
-        if "error" in result:
-            send(ok=False, message=f"On new inputs, {call} {result['error']}")
-            return 1
-        actual = decode(result["value"])
-        expected = reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
-        problem = spec.verdict(actual, expected, call, args)
-        if problem:
-            send(ok=False, message=f"On new inputs drawn at grading time: {problem}")
-            return 1
-    send(ok=True, message=f"{exercise}: {len(cases)} hidden cases passed.")
-    return 0
+    try:
+        results = json.loads(inp.readline() or "{}").get("results", [])
+        if len(results) != len(cases):
+            raise ValueError("wrong number of results")
+        for args, result in zip(cases, results):
+            call = f"{exercise}({describe_args(args)})"
+            if "error" in result:
+                return finish(False, f"On new inputs, {call} {result['error']}")
+            actual = decode(result["value"])
+            expected = reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+            problem = spec.verdict(actual, expected, call, args)
+            if problem:
+                return finish(False, f"On new inputs drawn at grading time: {problem}")
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        return finish(False, f"the hidden check got no usable answer from your function ({err}).")
+    return finish(True, f"{exercise}: {len(cases)} hidden cases passed.")
 
 
 # ---------------------------------------------------------------- the kernel's side
@@ -207,41 +221,62 @@ def _run_student(fn, args) -> dict:
         return {"error": f"returned a {type(value).__name__}, which is not a numeric array."}
 
 
-def hidden_check(chapter: str, exercise: str, fn) -> str:
-    """Judge ``fn`` for ``exercise`` in a pristine process; raise :class:`CheckFailed` if wrong."""
-    __tracebackhide__ = True
+def _open_judge():
+    """A (reader, writer, close) channel to a judge: the pipeline's socket, else a fresh process."""
+    address = os.environ.get(SOCKET_ENV)
+    if address:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+        reader, writer = sock.makefile("r"), sock.makefile("w")
+
+        def close():
+            reader.close(), writer.close(), sock.close()
+
+        return reader, writer, close
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-m", "convae.judge", "--chapter", chapter, "--exercise", exercise],
+        [sys.executable, "-I", "-m", "convae.judge"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "CONVAE_COURSE_ROOT": str(course_root())},
     )
-    try:
-        first = json.loads(proc.stdout.readline() or "{}")
-        if "error" in first or "cases" not in first:
-            proc.kill()
-            detail = first.get("error") or proc.stderr.read().strip()[-500:]
-            raise CheckFailed(detail or "the hidden check's judge process did not start; tell your instructor.")
-        cases = [[decode(a) for a in args] for args in first["cases"]]
-        results = [_run_student(fn, args) for args in cases]
-        proc.stdin.write(json.dumps({"results": results}) + "\n")
-        proc.stdin.flush()
-        verdict = json.loads(proc.stdout.readline() or "{}")
-    finally:
+
+    def close():
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
         proc.wait(timeout=60)
+
+    return proc.stdout, proc.stdin, close
+
+
+def hidden_check(chapter: str, exercise: str, fn) -> str:
+    """Judge ``fn`` for ``exercise`` outside this kernel; raise :class:`CheckFailed` if wrong."""
+    __tracebackhide__ = True
+    try:
+        reader, writer, close = _open_judge()
+    except OSError as err:
+        raise CheckFailed(f"the hidden check could not reach its judge ({err}); tell your instructor.") from None
+    try:
+        writer.write(json.dumps({"chapter": chapter, "exercise": exercise}) + "\n")
+        writer.flush()
+        first = json.loads(reader.readline() or "{}")
+        if "error" in first or "cases" not in first:
+            raise CheckFailed(first.get("error") or "the hidden check's judge did not answer; tell your instructor.")
+        cases = [[decode(a) for a in args] for args in first["cases"]]
+        writer.write(json.dumps({"results": [_run_student(fn, args) for args in cases]}) + "\n")
+        writer.flush()
+        verdict = json.loads(reader.readline() or "{}")
+    finally:
+        close()
     if not verdict.get("ok"):
         raise CheckFailed(verdict.get("message", "the hidden check gave no verdict"))
     return verdict["message"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chapter", required=True)
-    parser.add_argument("--exercise", required=True)
-    ns = parser.parse_args(argv)
+    """One judgement over stdin/stdout (what :func:`hidden_check` starts outside the pipeline)."""
     sys.dont_write_bytecode = True  # leave no __pycache__ in grading/checks
-    return serve(ns.chapter, ns.exercise, sys.stdin, sys.stdout)
+    request = json.loads(sys.stdin.readline() or "{}")
+    verdict = judge(request, sys.stdin, sys.stdout)
+    return 0 if verdict["ok"] else 1
 
 
 if __name__ == "__main__":

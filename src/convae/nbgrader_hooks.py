@@ -1,9 +1,12 @@
 """nbgrader preprocessors that the course adds to nbgrader's own (see nbgrader_config.py)."""
 from __future__ import annotations
 
+import json
 import re
 
-from nbgrader.preprocessors import NbGraderPreprocessor
+import nbformat
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Integer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -45,3 +48,29 @@ class ScrubHiddenTestsFromOutputs(NbGraderPreprocessor):
                     if not any(s in ANSI.sub("", line) for s in secret)
                 ]
         return cell, resources
+
+
+class LimitedExecute(Execute):
+    """nbgrader's Execute with a cap on how much output one cell may produce.
+
+    nbgrader's LimitOutput trims outputs only *after* the notebook ran, so a cell that prints in a
+    loop first fills the grader's memory until the cell times out. This drops output beyond
+    ``max_output_chars`` per cell as it arrives, and says so once in the cell's output.
+    """
+
+    max_output_chars = Integer(200_000, help="characters of output kept per cell").tag(config=True)
+
+    def preprocess(self, nb, resources=None, *args, **kwargs):
+        self._chars_per_cell: dict[int, int] = {}  # one instance may run several notebooks
+        return super().preprocess(nb, resources, *args, **kwargs)
+
+    def output(self, outs, msg, display_id, cell_index):
+        before = self._chars_per_cell.get(cell_index, 0)
+        after = self._chars_per_cell[cell_index] = before + len(json.dumps(msg.get("content", {})))
+        if after <= self.max_output_chars:
+            return super().output(outs, msg, display_id, cell_index)
+        if before <= self.max_output_chars:  # the first message over the cap: say so, once
+            outs.append(nbformat.v4.new_output(
+                "stream", name="stdout",
+                text=f"\n[output truncated by the grader: more than {self.max_output_chars:,} characters]\n"))
+        return None

@@ -1,0 +1,212 @@
+"""Grade a whole class: ``make grade SUBMISSIONS=<folder or .zip> [WORKERS=N]``.
+
+1. **Intake** (:mod:`convae.grading.intake`): every file of the submissions becomes a job or a
+   logged problem; nothing is dropped silently.
+2. **Base gradebook**: the chapters found are (re)registered in the course gradebook
+   (``grading/gradebook.db``) exactly as ``make release`` does; each job grades against a snapshot.
+3. **Workers**: ``python -m convae.grading.worker JOB.json`` per student and chapter, ``WORKERS`` at a
+   time, each with its own folder, user id, sandbox and gradebook copy.
+4. **Collect**: each job's submission is merged into the course gradebook (replacing an older grade
+   of the same student and chapter, so reruns are idempotent); ``grades.csv`` is nbgrader's own
+   export; feedback goes to ``feedback/<student>/<chapter>/<chapter>.html``; ``log.txt`` has one
+   line per job and one per problem.
+
+Outputs go to ``--out`` (default ``grading/``); the run's work folders to a private temporary
+folder that is removed at the end unless ``--keep``.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from convae.grading.intake import collect
+from convae.grading.sandbox import capabilities, describe
+
+#: defaults for one notebook; override with --limit name=value (or GRADE_LIMITS="a=1 b=2" in make)
+LIMITS = {
+    "wall_seconds": 900, "cell_seconds": 600, "cpu_seconds": 1800,
+    "memory_bytes": 6 * 2**30, "file_bytes": 256 * 2**20, "nproc": 512, "output_chars": 5_000_000,
+}
+UID_BASE = 61000
+
+
+def course_root() -> Path:
+    from convae.judge import course_root as root
+
+    return root()
+
+
+def chapters(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "solutions").glob("[0-9][0-9]-*") if p.is_dir())
+
+
+def register_chapters(root: Path, gradebook: Path, wanted: list[str], scratch: Path) -> dict:
+    """Make the gradebook know each chapter (as `make release` would); return {chapter: release path}."""
+    course = scratch / "base"
+    (course / "grading").mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "nbgrader_config.py", course)
+    shutil.copytree(root / "solutions", course / "solutions", dirs_exist_ok=True)
+    gradebook.parent.mkdir(parents=True, exist_ok=True)
+    releases = {}
+    for chapter in wanted:
+        subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", chapter, "--force",
+                        "--log-level=ERROR", f"--CourseDirectory.db_url=sqlite:///{gradebook}"],
+                       cwd=course, check=True, capture_output=True)
+        releases[chapter] = course / "notebooks" / chapter / f"{chapter}.ipynb"
+    return releases
+
+
+MERGED_TABLES = ("submitted_assignment", "submitted_notebook", "grade", "comment")
+
+
+def merge(gradebook: Path, job_gradebook: Path, chapter: str, student: str) -> None:
+    """Copy one submission from a job's gradebook into the course gradebook, replacing an old one.
+
+    Both databases share the assignment's rows (the job's is a snapshot of the course's), so the
+    submission's rows can be copied as they are; sqlite is written by this one process only.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
+        gb.update_or_create_student(student)
+        try:
+            gb.remove_submission(chapter, student)
+        except MissingEntry:
+            pass
+    db = sqlite3.connect(gradebook)
+    try:
+        db.execute("ATTACH DATABASE ? AS job", (str(job_gradebook),))
+        (sa_id,) = db.execute(
+            "SELECT s.id FROM job.submitted_assignment s JOIN job.assignment a ON s.assignment_id = a.id "
+            "WHERE a.name = ? AND s.student_id = ?", (chapter, student)).fetchone()
+        db.execute("INSERT INTO submitted_assignment SELECT * FROM job.submitted_assignment WHERE id = ?", (sa_id,))
+        db.execute("INSERT INTO submitted_notebook SELECT * FROM job.submitted_notebook WHERE assignment_id = ?", (sa_id,))
+        for table in ("grade", "comment"):
+            db.execute(f"INSERT INTO {table} SELECT * FROM job.{table} WHERE notebook_id IN "
+                       "(SELECT id FROM job.submitted_notebook WHERE assignment_id = ?)", (sa_id,))
+        db.commit()
+    finally:
+        db.close()
+
+
+def run_job(job_path: Path, timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "convae.grading.worker", str(job_path)],
+                          capture_output=True, text=True, timeout=timeout)
+    result_path = job_path.parent / "result.json"
+    if proc.returncode != 0 or not result_path.exists():
+        raise RuntimeError(f"worker failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
+    return json.loads(result_path.read_text())
+
+
+def log_lines(result: dict) -> list[str]:
+    head = f"{result['student']}\t{result['chapter']}\t{result['score']:g}/{result['max_score']:g}"
+    status = "ok" if not result["problems"] else "PROBLEMS"
+    lines = [f"{head}\t{status}\t{result['seconds']:.1f} s\t{result.get('peak_mb', 0):.0f} MB"]
+    lines += [f"{result['student']}\t{result['chapter']}\t- {p}" for p in result["problems"]]
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("submissions", type=Path, help="folder <student>/<chapter>/<chapter>.ipynb, or an LMS .zip")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=None, help="default: grading/ in the course")
+    parser.add_argument("--gradebook", type=Path, default=None, help="default: <out>/gradebook.db")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"override a limit ({', '.join(LIMITS)})")
+    parser.add_argument("--keep", action="store_true", help="keep the work folders (printed at the end)")
+    ns = parser.parse_args(argv)
+
+    root = course_root()
+    out = (ns.out or root / "grading").resolve()
+    gradebook = (ns.gradebook or out / "gradebook.db").resolve()
+    limits = dict(LIMITS)
+    for item in ns.limit:
+        name, _, value = item.partition("=")
+        if name not in limits:
+            parser.error(f"unknown limit {name!r}; known: {', '.join(limits)}")
+        limits[name] = int(float(value))
+    caps = capabilities()
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="convae-grade-"))
+    os.chmod(scratch, 0o711)
+    log = [f"# convae grading run, {time.strftime('%Y-%m-%d %H:%M:%S')}, submissions: {ns.submissions}",
+           f"# {describe(caps)}", f"# workers: {ns.workers}; limits: {json.dumps(limits)}"]
+    print("\n".join(log), flush=True)
+    try:
+        intake = collect(ns.submissions, chapters(root), scratch / "intake")
+        wanted = sorted({job.chapter for job in intake.jobs})
+        releases = register_chapters(root, gradebook, wanted, scratch)
+        snapshot = scratch / "gradebook-snapshot.db"
+        shutil.copy(gradebook, snapshot)
+        job_files = []
+        for index, job in enumerate(intake.jobs):
+            work = scratch / f"job-{index:04d}"
+            work.mkdir(mode=0o711)
+            spec = {"student": job.student, "chapter": job.chapter, "notebook": str(job.notebook),
+                    "file": job.origin, "problems": job.problems, "course_root": str(root),
+                    "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
+                    "uid": UID_BASE + index % 4000, "limits": limits, "caps": caps}
+            (work / "job.json").write_text(json.dumps(spec))
+            job_files.append(work / "job.json")
+
+        results = []
+        with futures.ThreadPoolExecutor(max_workers=max(1, ns.workers)) as pool:
+            pending = {pool.submit(run_job, path, limits["wall_seconds"] + 300): path for path in job_files}
+            for done in futures.as_completed(pending):
+                path = pending[done]
+                try:
+                    result = done.result()
+                except Exception as err:  # the batch always finishes; the job is reported
+                    spec = json.loads(path.read_text())
+                    result = {"student": spec["student"], "chapter": spec["chapter"], "file": spec["file"],
+                              "score": 0.0, "max_score": 0.0, "cells": {}, "seconds": 0.0,
+                              "problems": [f"grader error: {err}"], "failed": True}
+                results.append((path, result))
+                for line in log_lines(result):
+                    print(line, flush=True)
+
+        for path, result in sorted(results, key=lambda r: (r[1]["student"], r[1]["chapter"])):
+            if not result.get("failed"):
+                merge(gradebook, path.parent / "gradebook.db", result["chapter"], result["student"])
+                target = out / "feedback" / result["student"] / result["chapter"]
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path.parent / "feedback.html", target / f"{result['chapter']}.html")
+        subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(out / "grades.csv"),
+                        "--log-level=ERROR", f"--CourseDirectory.db_url=sqlite:///{gradebook}"],
+                       cwd=root, check=True, capture_output=True)
+
+        ordered = [r for _, r in sorted(results, key=lambda r: (r[1]["student"], r[1]["chapter"]))]
+        for item in intake.problems:
+            log.append(f"{item}")
+        for result in ordered:
+            log += log_lines(result)
+        seconds = time.monotonic() - started
+        graded = len(ordered)
+        log.append(f"# {len(intake.files)} files in, {graded} graded, {len(intake.problems)} not gradable "
+                   f"(listed above); {seconds:.1f} s, {graded / seconds * 60:.1f} submissions/min")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "log.txt").write_text("\n".join(log) + "\n")
+        (out / "results.json").write_text(json.dumps({"results": ordered, "seconds": seconds,
+                                                      "workers": ns.workers, "caps": caps}, indent=1))
+        print(log[-1])
+        print(f"grades: {out / 'grades.csv'}   feedback: {out / 'feedback'}   log: {out / 'log.txt'}")
+    finally:
+        if ns.keep:
+            print(f"work folders kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

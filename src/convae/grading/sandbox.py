@@ -1,0 +1,192 @@
+"""Start a student's Jupyter kernel inside a sandbox made of what the OS gives (no Docker).
+
+nbgrader starts kernels from a kernelspec; the grading worker writes one whose command is
+``python -m convae.grading.sandbox POLICY.json -- python -m ipykernel_launcher -f {connection_file}``.
+This module then, before it ``exec``s the kernel:
+
+==============================  ==================================================================
+measure                         what it guards against
+==============================  ==================================================================
+network namespace (unshare)     any network: no interface is up, not even loopback. The kernel
+                                talks to nbgrader over unix sockets (ZMQ ``ipc`` transport).
+mount namespace + empty tmpfs   reading the solutions, hidden-check specs, the repository's git
+over secret folders             history or gradebook: those paths look empty from inside.
+a user id of its own            writing anywhere but its own folder, reading other students'
+(one per job, no passwd entry)  folders or the job's gradebook (root-only, mode 700), signalling
+                                or tracing the grader's processes.
+rlimits                         CPU time (RLIMIT_CPU), memory (RLIMIT_AS), size of any file written
+                                (RLIMIT_FSIZE), fork bombs (RLIMIT_NPROC, counted per user id),
+                                core dumps.
+its own HOME and cwd            caches and config written by matplotlib, IPython or Keras stay in
+                                the job's folder.
+==============================  ==================================================================
+
+Wall time and output size are limited by the worker (a timeout on the nbgrader process, and a
+per-cell output cap in :mod:`convae.nbgrader_hooks`). Namespaces and a new user id need root; without
+it :func:`capabilities` says what is missing and the run log states it at the top, so a weaker
+sandbox is never a silent one.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(),
+                       fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+                       data.encode() if data else None), f"mount {target}")
+
+
+def blocked_ancestor(path: str) -> str | None:
+    """The first folder on the way to ``path`` that other users cannot pass through (no o+x)."""
+    parts = Path(path).resolve().parts
+    for i in range(2, len(parts) + 1):
+        folder = os.path.join(*parts[:i])
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return folder
+    return None
+
+
+def expose(paths: list[str], staging: str) -> None:
+    """Make ``paths`` reachable for the sandbox user without opening what is around them.
+
+    The Python interpreter may live in a private home folder (here: /root/.pyenv under /root, mode
+    700). Inside the mount namespace each blocked folder is covered by an empty tmpfs in which only
+    the needed paths are bound back: the kernel reaches its interpreter and sees nothing else there.
+    """
+    wanted = [(str(Path(p).resolve()), blocked_ancestor(p)) for p in dict.fromkeys(paths)]
+    wanted = [(p, b) for p, b in wanted if b]
+    for i, (path, _) in enumerate(wanted):
+        os.makedirs(f"{staging}/{i}", exist_ok=True)
+        mount(path, f"{staging}/{i}", None, MS_BIND | MS_REC)
+    for blocked in dict.fromkeys(b for _, b in wanted):
+        mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=711")
+    for i, (path, blocked) in enumerate(wanted):
+        os.makedirs(path, exist_ok=True)
+        folder = Path(path)
+        while str(folder) != blocked:  # passable, not listable, whatever the umask was
+            os.chmod(folder, 0o711)
+            folder = folder.parent
+        mount(f"{staging}/{i}", path, None, MS_BIND | MS_REC)
+
+
+def capabilities() -> dict:
+    """Which isolation measures this machine allows, tried in a throwaway child process."""
+    result = {"rlimits": True, "separate_user": os.geteuid() == 0}
+    pid = os.fork()
+    if pid == 0:  # child: try the namespaces, report through the exit code
+        code = 0
+        try:
+            unshare(CLONE_NEWNET)
+        except OSError:
+            code |= 1
+        try:
+            unshare(CLONE_NEWNS)
+            mount("none", "/", None, MS_REC | MS_PRIVATE)
+        except OSError:
+            code |= 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    result["network_namespace"] = not code & 1
+    result["mount_namespace"] = not code & 2
+    return result
+
+
+def describe(caps: dict) -> str:
+    missing = [name for name, ok in caps.items() if not ok]
+    if not missing:
+        return "sandbox: network namespace, mount namespace, separate user, rlimits - all active"
+    return (f"sandbox: WEAKER than designed, missing {', '.join(missing)} (needs root and "
+            "unshare); student code can then read what this user can read" +
+            (" and reach the network" if "network_namespace" in missing else ""))
+
+
+def enter(policy: dict) -> None:
+    """Apply the policy to this process (called as root where possible), in a safe order."""
+    home = Path(policy["home"])
+    if policy.get("namespaces", True):
+        if policy["caps"].get("network_namespace"):
+            unshare(CLONE_NEWNET)
+        if policy["caps"].get("mount_namespace"):
+            unshare(CLONE_NEWNS)
+            mount("none", "/", None, MS_REC | MS_PRIVATE)
+            if policy["caps"].get("separate_user"):
+                expose(policy.get("expose", []), policy["staging"])
+            for path in policy.get("hide", []):
+                if os.path.isdir(path):
+                    mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")
+    limits = {
+        resource.RLIMIT_CPU: policy["cpu_seconds"],
+        resource.RLIMIT_AS: policy["memory_bytes"],
+        resource.RLIMIT_FSIZE: policy["file_bytes"],
+        resource.RLIMIT_CORE: 0,
+    }
+    if policy["caps"].get("separate_user"):
+        limits[resource.RLIMIT_NPROC] = policy["nproc"]
+    for which, value in limits.items():
+        resource.setrlimit(which, (value, value))
+    if policy["caps"].get("separate_user"):
+        os.setgroups([])
+        os.setgid(policy["gid"])
+        os.setuid(policy["uid"])
+    os.chdir(home)
+
+
+def kernel_env(policy: dict) -> dict:
+    home = policy["home"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVAE_COURSE_ROOT", "JPY_", "NBGRADER_DB"))}
+    env.update(HOME=home, MPLCONFIGDIR=f"{home}/.config/matplotlib", IPYTHONDIR=f"{home}/.ipython",
+               JUPYTER_RUNTIME_DIR=f"{home}/.runtime", XDG_CACHE_HOME=f"{home}/.cache",
+               KERAS_HOME=f"{home}/.keras", TMPDIR=f"{home}/.tmp", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    policy = json.loads(Path(argv[0]).read_text())
+    command = argv[argv.index("--") + 1:]
+    home = Path(policy["home"])
+    # The connection file is the grader's (mode 600); hand the kernel its own copy.
+    index = command.index("-f") + 1
+    own = home / ".runtime" / Path(command[index]).name
+    own.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(command[index], own)
+    if policy["caps"].get("separate_user"):
+        for path in (own, own.parent):
+            os.chown(path, policy["uid"], policy["gid"])
+    command[index] = str(own)
+    env = kernel_env(policy)
+    enter(policy)
+    for folder in (".tmp", ".config/matplotlib", ".ipython", ".cache"):
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    os.execve(command[0], command, env)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Grade one student's notebook for one chapter: ``python -m convae.grading.worker JOB.json``.
+
+The same command runs locally (``make grade`` starts several at once) and on a cluster (one task
+per student, see grading/README.md). A job file names the submission, a snapshot of the gradebook
+and a private work folder; the worker leaves there ``result.json`` (score, per-cell scores, every
+problem in plain words), ``gradebook.db`` (the snapshot plus this submission, merged later by
+``convae.grading.run``) and ``feedback.html``.
+
+Steps: read and repair the notebook (invalid JSON, duplicated or edited graded cells) → start the
+judge outside the sandbox → ``nbgrader autograde`` with the student's kernel in the sandbox
+(:mod:`convae.grading.sandbox`) under a wall-time limit and a memory watchdog → require a passing
+verdict from the judge for every hidden check of a cell that nbgrader scored → feedback.
+A submission that cannot be graded still gets a result: zero points and the reason.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+
+from convae.grading.judge_server import JudgeServer
+from convae.grading.sandbox import capabilities
+
+HIDDEN_CALL = re.compile(r"""hidden_check\(\s*["']([\w-]+)["']\s*,\s*["'](\w+)["']""")
+
+
+# ---------------------------------------------------------------- reading the submission
+
+def graded_cells(nb) -> dict:
+    """grade_id -> cell, for cells with nbgrader metadata, in notebook order (first wins)."""
+    cells = {}
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id and grade_id not in cells:
+            cells[grade_id] = cell
+    return cells
+
+
+def repair(raw: bytes, release) -> tuple[object, list[str]]:
+    """Parse and repair a submitted notebook; return (notebook or None, problems)."""
+    problems = []
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        return None, [f"not a valid notebook ({type(err).__name__}: {first}): graded as blank, 0 points"]
+    seen: dict[str, int] = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta and meta.get("grade_id"):
+            seen[meta["grade_id"]] = seen.get(meta["grade_id"], 0) + 1
+            if seen[meta["grade_id"]] > 1:
+                del cell["metadata"]["nbgrader"]  # still runs, as an ordinary cell
+    for grade_id, count in seen.items():
+        if count > 1:
+            problems.append(f"duplicated graded cell {grade_id} ({count} copies): the first is graded, "
+                            "the others ran as ordinary cells")
+    expected = graded_cells(release)
+    present = graded_cells(nb)
+    for grade_id, cell in expected.items():
+        meta = cell.metadata["nbgrader"]
+        if grade_id not in present:
+            problems.append(f"missing cell {grade_id}: restored from the release before grading")
+        elif meta.get("locked") and present[grade_id].source.strip() != cell.source.strip():
+            problems.append(f"edited locked cell {grade_id}: restored from the release before grading")
+    return nb, problems
+
+
+# ---------------------------------------------------------------- running nbgrader in the sandbox
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_limited(cmd, cwd, env, wall_seconds: float, memory_bytes: int, log_path: Path) -> tuple[int | None, str, int]:
+    """Run ``cmd`` in its own process group; kill it all at the wall-time or memory limit.
+
+    Returns (exit code or None if killed, reason it was killed or "", peak RSS of the tree).
+    """
+    import psutil
+
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        start, peak, reason = time.monotonic(), 0, ""
+        parent = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                rss = sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
+                peak = max(peak, rss)
+            except psutil.Error:
+                rss = 0
+            if time.monotonic() - start > wall_seconds:
+                reason = f"timeout: the notebook ran longer than {wall_seconds:.0f} s and was stopped"
+            elif rss > memory_bytes:
+                reason = f"memory: the notebook used more than {memory_bytes / 2**30:.1f} GiB and was stopped"
+            if reason:
+                kill_tree(proc)
+                proc.wait()
+                return None, reason, peak
+            time.sleep(0.1)
+        kill_tree(proc)  # a kernel left behind by a crash must not outlive its job
+        return proc.returncode, "", peak
+
+
+def write_kernelspec(job_dir: Path, policy_path: Path) -> Path:
+    """A kernelspec "convae-sandbox" whose command starts ipykernel through the sandbox."""
+    spec_dir = job_dir / "jupyter" / "kernels" / "convae-sandbox"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "convae.grading.sandbox", str(policy_path), "--",
+            sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps(
+        {"argv": argv, "display_name": "Python 3 (graded, sandboxed)", "language": "python"}))
+    return job_dir / "jupyter"
+
+
+# ---------------------------------------------------------------- scores
+
+def read_scores(gradebook: Path, chapter: str, student: str) -> dict:
+    """grade_id -> [score, max_score] of one submission, from a gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
+        submission = gb.find_submission(chapter, student)
+        return {g.name: [float(g.score or 0), float(g.max_score)]
+                for nb in submission.notebooks for g in nb.grades}
+
+
+def set_scores(gradebook: Path, chapter: str, student: str, scores: dict) -> None:
+    """Write auto scores (grade_id -> points) into a gradebook; create the submission if needed."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
+        gb.update_or_create_student(student)
+        submission = gb.update_or_create_submission(chapter, student)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                if grade.name in scores:
+                    grade.auto_score = scores[grade.name]
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def hidden_exercises(source_nb) -> dict:
+    """grade_id -> [(chapter, exercise), ...] called by the cell's hidden tests."""
+    return {grade_id: HIDDEN_CALL.findall(cell.source) for grade_id, cell in graded_cells(source_nb).items()
+            if cell.cell_type == "code" and HIDDEN_CALL.search(cell.source)}
+
+
+def failure_page(student: str, chapter: str, problems: list[str], max_score: float) -> str:
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    return (f"<!doctype html><meta charset='utf-8'><title>{chapter}: feedback for {html.escape(student)}</title>"
+            f"<h1>{chapter}: feedback for {html.escape(student)}</h1>"
+            f"<p>Score: 0 / {max_score:g}. Your notebook could not be graded to the end:</p><ul>{items}</ul>"
+            "<p>Run the notebook from top to bottom (Kernel → Restart and run all) and press Validate; "
+            "fix what fails, then submit again. Ask your instructor if this looks wrong.</p>")
+
+
+# ---------------------------------------------------------------- one job
+
+def grade(job: dict) -> dict:
+    start = time.monotonic()
+    os.umask(0o077)  # everything the worker writes is the grader's; the kernel gets only home/
+    student, chapter = job["student"], job["chapter"]
+    root, work = Path(job["course_root"]), Path(job["workdir"])
+    limits, caps = job["limits"], job.get("caps") or capabilities()
+    problems = list(job.get("problems", []))
+    for sub in ("course", "home", "judge", "mnt"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    os.chmod(work, 0o711)
+    course, home, judge_dir = work / "course", work / "home", work / "judge"
+    for folder in (course, home, judge_dir, work / "mnt"):
+        folder.mkdir()
+    os.chmod(work / "mnt", 0o700)
+    os.chmod(course, 0o700)  # gradebook and source: the grader's only
+    os.chmod(judge_dir, 0o711)
+    log_path = work / "nbgrader.log"
+    log_path.write_text("")
+
+    # the course: config, the gradebook snapshot, the submission (repaired)
+    shutil.copy(root / "nbgrader_config.py", course)
+    (course / "grading").mkdir()
+    gradebook = course / "grading" / "gradebook.db"
+    shutil.copy(job["gradebook"], gradebook)
+    release = nbformat.read(job["release"], as_version=4)
+    source = nbformat.read(root / "solutions" / chapter / f"{chapter}.ipynb", as_version=4)
+    max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in graded_cells(source).values()
+                    if c.metadata["nbgrader"].get("grade"))
+    nb, repair_problems = repair(Path(job["notebook"]).read_bytes(), release)
+    problems += repair_problems
+    submitted = course / "grading" / "submitted" / student / chapter
+    submitted.mkdir(parents=True)
+    nbformat.write(nb if nb is not None else release, submitted / f"{chapter}.ipynb")
+
+    # the sandbox for the kernel
+    uid = int(job["uid"])
+    if caps.get("separate_user"):
+        os.chown(home, uid, uid)
+    os.chmod(home, 0o700)
+    policy = {"home": str(home), "uid": uid, "gid": uid, "caps": caps, "nproc": limits["nproc"],
+              "cpu_seconds": limits["cpu_seconds"], "memory_bytes": limits["memory_bytes"],
+              "file_bytes": limits["file_bytes"],
+              # the interpreter and the repository (venv, package, data) must be reachable
+              "expose": [sys.base_prefix, sys.prefix, str(root)], "staging": str(work / "mnt"),
+              "hide": [str(root / d) for d in ("solutions", "grading", ".git", "tests", "bench", "book")]
+              + [str(Path(p)) for p in job.get("hide", [])]}
+    policy_path = work / "policy.json"
+    policy_path.write_text(json.dumps(policy))
+    jupyter_path = write_kernelspec(work, policy_path)
+
+    server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl")
+    env = dict(os.environ, CONVAE_FAST=job.get("fast", "1"), JUPYTER_PATH=str(jupyter_path),
+               CONVAE_JUDGE_SOCKET=str(judge_dir / "sock"), TF_CPP_MIN_LOG_LEVEL="3",
+               TF_ENABLE_ONEDNN_OPTS="0", PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "nbgrader", "autograde", chapter, "--student", student, "--create", "--force",
+           "--Execute.kernel_name=convae-sandbox", "--KernelManager.transport=ipc",
+           f"--KernelManager.ip={home}/k", f"--Execute.timeout={limits['cell_seconds']}",
+           "--Execute.interrupt_on_timeout=False", f"--LimitedExecute.max_output_chars={limits['output_chars']}"]
+    with server:
+        code, killed, peak = run_limited(cmd, course, env, limits["wall_seconds"],
+                                         limits["memory_bytes"] + 2**30, log_path)
+    autograded = course / "grading" / "autograded" / student / chapter / f"{chapter}.ipynb"
+    nbgrader_log = log_path.read_text(errors="replace")
+    if killed:
+        problems.append(killed)
+    elif code != 0 or not autograded.exists():
+        problems.append(diagnose(nbgrader_log, limits))
+
+    scores: dict = {}
+    if problems and (killed or code != 0 or not autograded.exists()):
+        set_scores(gradebook, chapter, student, {g: 0.0 for g in graded_cells(source)})
+        feedback = failure_page(student, chapter, problems, max_score)
+    else:
+        scores = read_scores(gradebook, chapter, student)
+        verdicts = [json.loads(line) for line in (work / "verdicts.jsonl").read_text().splitlines()] \
+            if (work / "verdicts.jsonl").exists() else []
+        confirmed = {(v["chapter"], v["exercise"]) for v in verdicts if v.get("ok")}
+        overrides = {}
+        for grade_id, calls in hidden_exercises(source).items():
+            missing = [ex for ch, ex in calls if (ch, ex) not in confirmed]
+            if scores.get(grade_id, [0])[0] > 0 and missing:
+                overrides[grade_id] = 0.0
+                problems.append(f"tampering: cell {grade_id} passed inside the notebook, but the judge never "
+                                f"confirmed {', '.join(missing)}; scored 0")
+        problems += runtime_problems(autograded)
+        if overrides:
+            set_scores(gradebook, chapter, student, overrides)
+            scores = read_scores(gradebook, chapter, student)
+        fb = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", chapter, "--student", student,
+                             "--force", "--log-level=WARN"], cwd=course, env=env, capture_output=True, text=True)
+        page = course / "grading" / "feedback" / student / chapter / f"{chapter}.html"
+        feedback = page.read_text() if fb.returncode == 0 and page.exists() else failure_page(
+            student, chapter, problems + ["feedback could not be generated"], max_score)
+    if not scores:
+        scores = read_scores(gradebook, chapter, student)
+    result = {
+        "student": student, "chapter": chapter, "file": job.get("file", job["notebook"]),
+        "score": sum(s for s, _ in scores.values()), "max_score": max_score,
+        "cells": scores, "problems": problems, "seconds": round(time.monotonic() - start, 2),
+        "peak_mb": round(peak / 2**20, 1),
+    }
+    (work / "feedback.html").write_text(feedback)
+    shutil.copy(gradebook, work / "gradebook.db")
+    (work / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def diagnose(log: str, limits: dict) -> str:
+    """One plain sentence for an nbgrader run that did not finish."""
+    if "CellTimeoutError" in log or "Timeout waiting for execute reply" in log or "TimeoutError" in log:
+        return f"timeout: a cell ran longer than {limits['cell_seconds']} s; the notebook was stopped there, 0 points"
+    if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log.lower():
+        return "crash: the kernel died while running the notebook (os._exit, a signal or a hard limit), 0 points"
+    tail = [ln for ln in log.strip().splitlines() if "ERROR" in ln][-1:] or log.strip().splitlines()[-1:]
+    return f"error: nbgrader could not grade the notebook ({tail[0][:200] if tail else 'no output'}), 0 points"
+
+
+def runtime_problems(autograded: Path) -> list[str]:
+    """Limits the notebook hit while it still finished: memory errors, truncated output."""
+    nb = nbformat.read(autograded, as_version=4)
+    found = []
+    for cell in nb.cells:
+        name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and out.get("ename") == "MemoryError":
+                found.append(f"memory: cell {name} ran out of memory (MemoryError)")
+            text = out.get("text", "")
+            if "[output truncated by the grader" in ("".join(text) if isinstance(text, list) else text):
+                found.append(f"output: cell {name} printed too much; its output was cut")
+    return found
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    job = json.loads(Path(argv[0]).read_text())
+    result = grade(job)
+    print(json.dumps({k: result[k] for k in ("student", "chapter", "score", "max_score", "problems")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

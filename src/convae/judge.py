@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import importlib.util
 import io
 import json
@@ -153,6 +154,13 @@ def load_references(chapter: str, root: Path) -> dict:
     return namespace
 
 
+@functools.lru_cache(maxsize=None)
+def _chapter(chapter: str, root: Path) -> tuple[dict, dict]:
+    """A chapter's specifications and references, read once per process (a grading worker judges
+    many submissions)."""
+    return load_exercises(chapter, root), load_references(chapter, root)
+
+
 def judge(request: dict, inp, out, root: Path | None = None) -> dict:
     """Judge one exercise over a line-based JSON channel and return the verdict it sent.
 
@@ -172,9 +180,9 @@ def judge(request: dict, inp, out, root: Path | None = None) -> dict:
         return verdict
 
     try:
-        root = root or course_root()
-        spec = load_exercises(chapter, root)[exercise]
-        reference = load_references(chapter, root)[spec.reference or exercise]
+        exercises, references = _chapter(chapter, Path(root or course_root()))
+        spec = exercises[exercise]
+        reference = references[spec.reference or exercise]
     except Exception as err:
         message = (f"the hidden check for {exercise!r} in chapter {chapter} could not start "
                    f"({type(err).__name__}: {err}). This is not your fault: tell your instructor.")

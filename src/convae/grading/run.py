@@ -17,7 +17,6 @@ folder that is removed at the end unless ``--keep``.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as futures
 import json
 import os
 import shutil
@@ -25,11 +24,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from convae.grading.intake import collect
 from convae.grading.sandbox import capabilities, describe
+from convae.grading.worker import RESULT_PREFIX
 
 #: defaults for one notebook; override with --limit name=value (or GRADE_LIMITS="a=1 b=2" in make)
 LIMITS = {
@@ -98,13 +99,67 @@ def merge(gradebook: Path, job_gradebook: Path, chapter: str, student: str) -> N
         db.close()
 
 
-def run_job(job_path: Path, timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "convae.grading.worker", str(job_path)],
-                          capture_output=True, text=True, timeout=timeout)
-    result_path = job_path.parent / "result.json"
-    if proc.returncode != 0 or not result_path.exists():
-        raise RuntimeError(f"worker failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
-    return json.loads(result_path.read_text())
+class WorkerProcess:
+    """One long-lived ``python -m convae.grading.worker --serve``; restarted if it dies."""
+
+    def __init__(self, log_path: Path):
+        self.log_path, self.proc = log_path, None
+
+    def grade(self, job_path: Path) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "convae.grading.worker", "--serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         stderr=open(self.log_path, "a"))
+        self.proc.stdin.write(f"{job_path}\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+                if "error" in result:
+                    raise RuntimeError(result["error"])
+                return result
+        self.proc = None
+        raise RuntimeError(f"the worker process died (see {self.log_path.name})")
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def grade_all(job_files: list[Path], workers: int, scratch: Path, report) -> list[tuple[Path, dict]]:
+    """Grade every job with ``workers`` worker processes; a failed job still yields a result."""
+    queue = list(job_files)
+    lock = threading.Lock()
+    results = []
+
+    def drain(index: int):
+        worker = WorkerProcess(scratch / f"worker-{index}.log")
+        try:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    path = queue.pop(0)
+                try:
+                    result = worker.grade(path)
+                except Exception as err:  # the batch always finishes; the job is reported
+                    spec = json.loads(path.read_text())
+                    result = {"student": spec["student"], "chapter": spec["chapter"], "file": spec["file"],
+                              "score": 0.0, "max_score": 0.0, "cells": {}, "seconds": 0.0,
+                              "problems": [f"grader error: {err}"], "failed": True}
+                with lock:
+                    results.append((path, result))
+                    report(result)
+        finally:
+            worker.close()
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def log_lines(result: dict) -> list[str]:
@@ -159,21 +214,8 @@ def main(argv=None) -> int:
             (work / "job.json").write_text(json.dumps(spec))
             job_files.append(work / "job.json")
 
-        results = []
-        with futures.ThreadPoolExecutor(max_workers=max(1, ns.workers)) as pool:
-            pending = {pool.submit(run_job, path, limits["wall_seconds"] + 300): path for path in job_files}
-            for done in futures.as_completed(pending):
-                path = pending[done]
-                try:
-                    result = done.result()
-                except Exception as err:  # the batch always finishes; the job is reported
-                    spec = json.loads(path.read_text())
-                    result = {"student": spec["student"], "chapter": spec["chapter"], "file": spec["file"],
-                              "score": 0.0, "max_score": 0.0, "cells": {}, "seconds": 0.0,
-                              "problems": [f"grader error: {err}"], "failed": True}
-                results.append((path, result))
-                for line in log_lines(result):
-                    print(line, flush=True)
+        results = grade_all(job_files, ns.workers, scratch,
+                            report=lambda result: print("\n".join(log_lines(result)), flush=True))
 
         for path, result in sorted(results, key=lambda r: (r[1]["student"], r[1]["chapter"])):
             if not result.get("failed"):

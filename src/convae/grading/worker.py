@@ -19,8 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -79,41 +77,78 @@ def repair(raw: bytes, release) -> tuple[object, list[str]]:
 
 # ---------------------------------------------------------------- running nbgrader in the sandbox
 
-def kill_tree(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+class KernelWatch:
+    """Kill the student's processes at the wall-time or memory limit, and all of them at the end.
 
-
-def run_limited(cmd, cwd, env, wall_seconds: float, memory_bytes: int, log_path: Path) -> tuple[int | None, str, int]:
-    """Run ``cmd`` in its own process group; kill it all at the wall-time or memory limit.
-
-    Returns (exit code or None if killed, reason it was killed or "", peak RSS of the tree).
+    With a user id of its own, the student's processes are exactly those of that user (a process
+    that double-forks away from the kernel is still found); without, the children of this worker.
     """
-    import psutil
 
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        start, peak, reason = time.monotonic(), 0, ""
-        parent = psutil.Process(proc.pid)
-        while proc.poll() is None:
+    def __init__(self, uid: int | None, wall_seconds: float, memory_bytes: int):
+        self.uid, self.wall, self.memory = uid, wall_seconds, memory_bytes
+        self.reason, self.peak = "", 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def processes(self):
+        import psutil
+
+        if self.uid is None:
+            return psutil.Process().children(recursive=True)
+        return [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == self.uid]
+
+    def kill_all(self):
+        import psutil
+
+        for proc in self.processes():
             try:
-                rss = sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
-                peak = max(peak, rss)
+                proc.kill()
             except psutil.Error:
-                rss = 0
-            if time.monotonic() - start > wall_seconds:
-                reason = f"timeout: the notebook ran longer than {wall_seconds:.0f} s and was stopped"
-            elif rss > memory_bytes:
-                reason = f"memory: the notebook used more than {memory_bytes / 2**30:.1f} GiB and was stopped"
-            if reason:
-                kill_tree(proc)
-                proc.wait()
-                return None, reason, peak
-            time.sleep(0.1)
-        kill_tree(proc)  # a kernel left behind by a crash must not outlive its job
-        return proc.returncode, "", peak
+                pass
+
+    def _run(self):
+        import psutil
+
+        start = time.monotonic()
+        while not self._stop.wait(0.1):
+            rss = 0
+            for proc in self.processes():
+                try:
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, rss)
+            if time.monotonic() - start > self.wall:
+                self.reason = f"timeout: the notebook ran longer than {self.wall:.0f} s and was stopped, 0 points"
+            elif rss > self.memory:
+                self.reason = f"memory: the notebook used more than {self.memory / 2**30:.1f} GiB and was stopped, 0 points"
+            if self.reason:
+                self.kill_all()
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.kill_all()  # nothing of the student's outlives the job
+
+
+def nbgrader_api(course: Path, overrides: dict):
+    """nbgrader's Python API on a course folder, with its nbgrader_config.py and ``overrides``.
+
+    In-process: one import of nbgrader serves every job of a worker (the import alone takes ~3 s).
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.merge(Config(overrides))
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
 def write_kernelspec(job_dir: Path, policy_path: Path) -> Path:
@@ -223,25 +258,30 @@ def grade(job: dict) -> dict:
     jupyter_path = write_kernelspec(work, policy_path)
 
     server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl")
-    env = dict(os.environ, CONVAE_FAST=job.get("fast", "1"), JUPYTER_PATH=str(jupyter_path),
-               CONVAE_JUDGE_SOCKET=str(judge_dir / "sock"), TF_CPP_MIN_LOG_LEVEL="3",
-               TF_ENABLE_ONEDNN_OPTS="0", PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, "-m", "nbgrader", "autograde", chapter, "--student", student, "--create", "--force",
-           "--Execute.kernel_name=convae-sandbox", "--KernelManager.transport=ipc",
-           f"--KernelManager.ip={home}/k", f"--Execute.timeout={limits['cell_seconds']}",
-           "--Execute.interrupt_on_timeout=False", f"--LimitedExecute.max_output_chars={limits['output_chars']}"]
-    with server:
-        code, killed, peak = run_limited(cmd, course, env, limits["wall_seconds"],
-                                         limits["memory_bytes"] + 2**30, log_path)
+    os.environ.update(CONVAE_FAST=job.get("fast", "1"), JUPYTER_PATH=str(jupyter_path),
+                      CONVAE_JUDGE_SOCKET=str(judge_dir / "sock"), TF_CPP_MIN_LOG_LEVEL="3",
+                      TF_ENABLE_ONEDNN_OPTS="0", PYTHONDONTWRITEBYTECODE="1")
+    api = nbgrader_api(course, {
+        "Execute": {"kernel_name": "convae-sandbox", "timeout": limits["cell_seconds"],
+                    "interrupt_on_timeout": False},
+        "LimitedExecute": {"max_output_chars": limits["output_chars"]},
+        "KernelManager": {"transport": "ipc", "ip": f"{home}/k"},
+    })
+    watch = KernelWatch(uid if caps.get("separate_user") else None, limits["wall_seconds"], limits["memory_bytes"])
+    with server, watch:
+        outcome = api.autograde(chapter, student, force=True, create=True)
+    peak, killed = watch.peak, watch.reason
+    nbgrader_log = outcome.get("log", "") + "\n" + outcome.get("error", "")
+    log_path.write_text(nbgrader_log)
     autograded = course / "grading" / "autograded" / student / chapter / f"{chapter}.ipynb"
-    nbgrader_log = log_path.read_text(errors="replace")
+    failed = bool(killed) or not outcome.get("success") or not autograded.exists()
     if killed:
         problems.append(killed)
-    elif code != 0 or not autograded.exists():
+    elif failed:
         problems.append(diagnose(nbgrader_log, limits))
 
     scores: dict = {}
-    if problems and (killed or code != 0 or not autograded.exists()):
+    if failed:
         set_scores(gradebook, chapter, student, {g: 0.0 for g in graded_cells(source)})
         feedback = failure_page(student, chapter, problems, max_score)
     else:
@@ -260,10 +300,9 @@ def grade(job: dict) -> dict:
         if overrides:
             set_scores(gradebook, chapter, student, overrides)
             scores = read_scores(gradebook, chapter, student)
-        fb = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", chapter, "--student", student,
-                             "--force", "--log-level=WARN"], cwd=course, env=env, capture_output=True, text=True)
+        fb = api.generate_feedback(chapter, student, force=True)
         page = course / "grading" / "feedback" / student / chapter / f"{chapter}.html"
-        feedback = page.read_text() if fb.returncode == 0 and page.exists() else failure_page(
+        feedback = page.read_text() if fb.get("success") and page.exists() else failure_page(
             student, chapter, problems + ["feedback could not be generated"], max_score)
     if not scores:
         scores = read_scores(gradebook, chapter, student)
@@ -304,10 +343,27 @@ def runtime_problems(autograded: Path) -> list[str]:
     return found
 
 
+RESULT_PREFIX = "@@convae-result "
+
+
+def serve(stdin=sys.stdin, stdout=sys.stdout) -> int:
+    """Grade job files named on stdin, one per line; answer each with one result line."""
+    for line in stdin:
+        try:
+            result = grade(json.loads(Path(line.strip()).read_text()))
+        except Exception as err:  # report and go on with the next job
+            result = {"error": f"{type(err).__name__}: {err}"}
+        stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+        stdout.flush()
+    return 0
+
+
 def main(argv=None) -> int:
+    """``worker JOB.json`` grades one job (a cluster task); ``worker --serve`` grades many."""
     argv = sys.argv[1:] if argv is None else argv
-    job = json.loads(Path(argv[0]).read_text())
-    result = grade(job)
+    if argv == ["--serve"]:
+        return serve()
+    result = grade(json.loads(Path(argv[0]).read_text()))
     print(json.dumps({k: result[k] for k in ("student", "chapter", "score", "max_score", "problems")}))
     return 0
 

@@ -11,7 +11,7 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
                                     IgnorePattern, LimitOutput, SaveAutoGrades)
 
-from convae.nbgrader_hooks import LimitedExecute, ScrubHiddenTestsFromOutputs
+from convae.nbgrader_hooks import LimitedExecute, ScrubHiddenTestsFromOutputs, StderrIsNotAnError
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -31,9 +31,10 @@ c.CourseDirectory.include = ["*.ipynb"]
 # Cells that train a network need far more than nbgrader's default 30 s.
 c.Execute.timeout = 600
 # nbgrader's own autograde steps, with Execute swapped for one that caps output as it arrives (a
-# print loop must not fill the grader's memory).
+# print loop must not fill the grader's memory), and stderr in a graded cell no longer a failure
+# (nbgrader would give a correct answer that logs a warning 0 points).
 c.Autograde.autograde_preprocessors = [
-    LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    LimitedExecute, StderrIsNotAnError, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
     AssignLatePenalties, CheckCellMetadata,
 ]
 # A student who deletes a graded cell gets it back (scored as the release scores it) instead of a

@@ -70,7 +70,27 @@ class LimitedExecute(Execute):
         if after <= self.max_output_chars:
             return super().output(outs, msg, display_id, cell_index)
         if before <= self.max_output_chars:  # the first message over the cap: say so, once
-            outs.append(nbformat.v4.new_output(
-                "stream", name="stdout",
-                text=f"\n[output truncated by the grader: more than {self.max_output_chars:,} characters]\n"))
+            # display data, not a stream: nbgrader's LimitOutput trims streams and would cut this
+            outs.append(nbformat.v4.new_output("display_data", data={
+                "text/plain": f"[output truncated by the grader: more than {self.max_output_chars:,} characters]"}))
         return None
+
+
+class StderrIsNotAnError(NbGraderPreprocessor):
+    """Keep a graded cell's stderr output, but not as a failure.
+
+    nbgrader gives 0 points to a test cell with *any* stderr output, so a correct answer that logs
+    a warning (a Keras UserWarning, a debug print) would be zeroed. Correctness is what the checks
+    and the judge decide; this relabels stderr as stdout, marked ``[stderr]``, before scores are
+    saved. Errors still fail.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                    output["name"] = "stdout"
+                    text = output.get("text", "")
+                    text = "".join(text) if isinstance(text, list) else text
+                    output["text"] = "".join(f"[stderr] {line}" for line in text.splitlines(keepends=True))
+        return cell, resources

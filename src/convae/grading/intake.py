@@ -28,7 +28,7 @@ MAX_ZIP_BYTES = 2 * 2**30
 class Job:
     student: str
     chapter: str
-    notebook: Path
+    notebook: Path | None  # None: the student handed in files, but no notebook for this chapter
     origin: str
     problems: list[str] = field(default_factory=list)
 
@@ -90,6 +90,7 @@ def collect(source: Path, chapters: list[str], scratch: Path) -> Intake:
             raise ValueError(f"{source} is neither a folder nor a zip file")
         source = unpack(source, scratch / "unzipped", chapters, intake)
     candidates: dict[tuple[str, str], list[tuple[Path, str]]] = {}
+    others: dict[tuple[str, str], list[str]] = {}  # files that are not notebooks
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         rel = path.relative_to(source)
         origin = str(rel)
@@ -113,7 +114,7 @@ def collect(source: Path, chapters: list[str], scratch: Path) -> Intake:
             intake.problems.append(f"?\t{chapter}\t- unusable student id {student!r}, ignored: {origin}")
             continue
         if not name.endswith(".ipynb"):
-            intake.problems.append(f"{student}\t{chapter}\t- not a notebook, ignored: {origin}")
+            others.setdefault((student, chapter), []).append(origin)
             continue
         candidates.setdefault((student, chapter), []).append((path, origin))
     for (student, chapter), files in sorted(candidates.items()):
@@ -125,8 +126,13 @@ def collect(source: Path, chapters: list[str], scratch: Path) -> Intake:
             problems.append(f"{len(files)} notebooks for one chapter ({names}): graded {chosen[1]}")
         elif not exact and len(Path(chosen[1]).parts) == 3:
             problems.append(f"wrong file name {chosen[0].name!r} (expected {chapter}.ipynb): graded anyway")
+        if (student, chapter) in others:
+            problems.append(f"not a notebook, ignored: {', '.join(others.pop((student, chapter)))}")
         copy = scratch / "notebooks" / student / f"{chapter}.ipynb"
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(chosen[0], copy)
         intake.jobs.append(Job(student, chapter, copy, chosen[1], problems))
+    for (student, chapter), files in sorted(others.items()):  # a student who sent no notebook still gets a grade
+        intake.jobs.append(Job(student, chapter, None, files[0],
+                               [f"no notebook submitted (only {', '.join(files)}): graded as blank, 0 points"]))
     return intake

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from convae.grading.intake import collect
-from convae.grading.sandbox import capabilities, describe
+from convae.grading.sandbox import capabilities, describe, use_this_environment
 from convae.grading.worker import RESULT_PREFIX
 
 #: defaults for one notebook; override with --limit name=value (or GRADE_LIMITS="a=1 b=2" in make)
@@ -180,6 +180,7 @@ def main(argv=None) -> int:
                         help=f"override a limit ({', '.join(LIMITS)})")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (printed at the end)")
     ns = parser.parse_args(argv)
+    use_this_environment()
 
     root = course_root()
     out = (ns.out or root / "grading").resolve()
@@ -207,7 +208,8 @@ def main(argv=None) -> int:
         for index, job in enumerate(intake.jobs):
             work = scratch / f"job-{index:04d}"
             work.mkdir(mode=0o711)
-            spec = {"student": job.student, "chapter": job.chapter, "notebook": str(job.notebook),
+            spec = {"student": job.student, "chapter": job.chapter,
+                    "notebook": str(job.notebook) if job.notebook else None,
                     "file": job.origin, "problems": job.problems, "course_root": str(root),
                     "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
                     "uid": UID_BASE + index % 4000, "limits": limits, "caps": caps}

@@ -10,7 +10,9 @@ measure                         what it guards against
 network namespace (unshare)     any network: no interface is up, not even loopback. The kernel
                                 talks to nbgrader over unix sockets (ZMQ ``ipc`` transport).
 mount namespace + empty tmpfs   reading the solutions, hidden-check specs, the repository's git
-over secret folders             history or gradebook: those paths look empty from inside.
+over secret folders             history or gradebook: those paths look empty from inside. /tmp,
+                                /var/tmp and /dev/shm become private and empty, so the only
+                                shared place the kernel can write is its own folder.
 a user id of its own            writing anywhere but its own folder, reading other students'
 (one per job, no passwd entry)  folders or the job's gradebook (root-only, mode 700), signalling
                                 or tracing the grader's processes.
@@ -61,37 +63,58 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
                        data.encode() if data else None), f"mount {target}")
 
 
+def use_this_environment() -> None:
+    """Put this interpreter's bin folder first on PATH: nbgrader runs `alembic` from PATH, and
+    the grader may be started as `.venv/bin/python -m ...` without an activated environment."""
+    bin_dir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
 def blocked_ancestor(path: str) -> str | None:
-    """The first folder on the way to ``path`` that other users cannot pass through (no o+x)."""
+    """The first folder on the way to ``path`` (not ``path`` itself) that other users cannot pass
+    through (no o+x)."""
     parts = Path(path).resolve().parts
-    for i in range(2, len(parts) + 1):
+    for i in range(2, len(parts)):
         folder = os.path.join(*parts[:i])
         if not os.stat(folder).st_mode & stat.S_IXOTH:
             return folder
     return None
 
 
-def expose(paths: list[str], staging: str) -> None:
-    """Make ``paths`` reachable for the sandbox user without opening what is around them.
+#: world-writable folders: each gets a private, empty tmpfs, so "writable" means "the kernel's own"
+SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 
-    The Python interpreter may live in a private home folder (here: /root/.pyenv under /root, mode
-    700). Inside the mount namespace each blocked folder is covered by an empty tmpfs in which only
-    the needed paths are bound back: the kernel reaches its interpreter and sees nothing else there.
+
+def cover_and_keep(keep: list[str]) -> None:
+    """Cover folders the kernel must not use, keeping the paths it needs visible inside them.
+
+    Covered: each folder that blocks the way to a kept path (the interpreter may live in a private
+    home, here /root/.pyenv under /root, mode 700) gets an empty tmpfs (mode 711) with only the kept
+    paths bound back; each shared scratch folder (/tmp, ...) gets a private empty tmpfs, with the
+    kept paths under it (the job's own folder lives in /tmp) bound back.
     """
-    wanted = [(str(Path(p).resolve()), blocked_ancestor(p)) for p in dict.fromkeys(paths)]
-    wanted = [(p, b) for p, b in wanted if b]
-    for i, (path, _) in enumerate(wanted):
-        os.makedirs(f"{staging}/{i}", exist_ok=True)
-        mount(path, f"{staging}/{i}", None, MS_BIND | MS_REC)
-    for blocked in dict.fromkeys(b for _, b in wanted):
-        mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=711")
-    for i, (path, blocked) in enumerate(wanted):
+    keep = [str(Path(p).resolve()) for p in dict.fromkeys(keep)]
+    covers = {b: "mode=711,size=64k" for b in filter(None, map(blocked_ancestor, keep))}
+    for scratch in SHARED_SCRATCH:
+        if os.path.isdir(scratch):
+            covers.setdefault(scratch, "mode=1777,size=256m")
+    under = sorted(((path, cover) for path in keep for cover in covers
+                    if path == cover or path.startswith(cover.rstrip("/") + "/")), key=lambda pc: len(pc[0]))
+    # Hold each kept folder by a file descriptor: once its parent is covered, /proc/self/fd/N
+    # still names it, and it is bound back from there.
+    held = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path, _ in under}
+    for cover in sorted(covers, key=len):
+        mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, covers[cover])
+    for path, cover in under:
         os.makedirs(path, exist_ok=True)
         folder = Path(path)
-        while str(folder) != blocked:  # passable, not listable, whatever the umask was
+        while str(folder) != cover:  # passable, not listable, whatever the umask was
             os.chmod(folder, 0o711)
             folder = folder.parent
-        mount(f"{staging}/{i}", path, None, MS_BIND | MS_REC)
+        mount(f"/proc/self/fd/{held[path]}", path, None, MS_BIND | MS_REC)
+    for fd in held.values():
+        os.close(fd)
 
 
 def capabilities() -> dict:
@@ -135,8 +158,7 @@ def enter(policy: dict) -> None:
         if policy["caps"].get("mount_namespace"):
             unshare(CLONE_NEWNS)
             mount("none", "/", None, MS_REC | MS_PRIVATE)
-            if policy["caps"].get("separate_user"):
-                expose(policy.get("expose", []), policy["staging"])
+            cover_and_keep(policy.get("keep", []))
             for path in policy.get("hide", []):
                 if os.path.isdir(path):
                     mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")

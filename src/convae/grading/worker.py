@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 
 from convae.grading.judge_server import JudgeServer
-from convae.grading.sandbox import capabilities
+from convae.grading.sandbox import capabilities, use_this_environment
 
 HIDDEN_CALL = re.compile(r"""hidden_check\(\s*["']([\w-]+)["']\s*,\s*["'](\w+)["']""")
 
@@ -213,14 +213,13 @@ def grade(job: dict) -> dict:
     root, work = Path(job["course_root"]), Path(job["workdir"])
     limits, caps = job["limits"], job.get("caps") or capabilities()
     problems = list(job.get("problems", []))
-    for sub in ("course", "home", "judge", "mnt"):
+    for sub in ("course", "home", "judge"):
         shutil.rmtree(work / sub, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o711)
     course, home, judge_dir = work / "course", work / "home", work / "judge"
-    for folder in (course, home, judge_dir, work / "mnt"):
+    for folder in (course, home, judge_dir):
         folder.mkdir()
-    os.chmod(work / "mnt", 0o700)
     os.chmod(course, 0o700)  # gradebook and source: the grader's only
     os.chmod(judge_dir, 0o711)
     log_path = work / "nbgrader.log"
@@ -235,8 +234,11 @@ def grade(job: dict) -> dict:
     source = nbformat.read(root / "solutions" / chapter / f"{chapter}.ipynb", as_version=4)
     max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in graded_cells(source).values()
                     if c.metadata["nbgrader"].get("grade"))
-    nb, repair_problems = repair(Path(job["notebook"]).read_bytes(), release)
-    problems += repair_problems
+    if job["notebook"]:
+        nb, repair_problems = repair(Path(job["notebook"]).read_bytes(), release)
+        problems += repair_problems
+    else:  # nothing to grade: the blank release scores 0 and the student still has a grade
+        nb = None
     submitted = course / "grading" / "submitted" / student / chapter
     submitted.mkdir(parents=True)
     nbformat.write(nb if nb is not None else release, submitted / f"{chapter}.ipynb")
@@ -249,8 +251,9 @@ def grade(job: dict) -> dict:
     policy = {"home": str(home), "uid": uid, "gid": uid, "caps": caps, "nproc": limits["nproc"],
               "cpu_seconds": limits["cpu_seconds"], "memory_bytes": limits["memory_bytes"],
               "file_bytes": limits["file_bytes"],
-              # the interpreter and the repository (venv, package, data) must be reachable
-              "expose": [sys.base_prefix, sys.prefix, str(root)], "staging": str(work / "mnt"),
+              # what the kernel needs: the interpreter, the repository (venv, package, data), its
+              # own folder and the judge's socket
+              "keep": [sys.base_prefix, sys.prefix, str(root), str(home), str(judge_dir)],
               "hide": [str(root / d) for d in ("solutions", "grading", ".git", "tests", "bench", "book")]
               + [str(Path(p)) for p in job.get("hide", [])]}
     policy_path = work / "policy.json"
@@ -337,8 +340,7 @@ def runtime_problems(autograded: Path) -> list[str]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error" and out.get("ename") == "MemoryError":
                 found.append(f"memory: cell {name} ran out of memory (MemoryError)")
-            text = out.get("text", "")
-            if "[output truncated by the grader" in ("".join(text) if isinstance(text, list) else text):
+            if "[output truncated by the grader" in str(out.get("data", {}).get("text/plain", "")):
                 found.append(f"output: cell {name} printed too much; its output was cut")
     return found
 
@@ -361,6 +363,7 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> int:
 def main(argv=None) -> int:
     """``worker JOB.json`` grades one job (a cluster task); ``worker --serve`` grades many."""
     argv = sys.argv[1:] if argv is None else argv
+    use_this_environment()
     if argv == ["--serve"]:
         return serve()
     result = grade(json.loads(Path(argv[0]).read_text()))

@@ -1,0 +1,210 @@
+"""Generated submissions: honest answers, attacks and faults, for the tests and for scale runs.
+
+``python -m convae.grading.corpus --students 200 --out DIR`` writes a class in nbgrader's submitted
+layout (``DIR/<student>/<chapter>/<chapter>.ipynb``): a seeded mix of full, partial and blank work,
+as a real class hands in. :func:`attacks` builds the adversarial corpus of chapter 01 that
+tests/test_grading.py grades and checks line by line.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import sys
+from pathlib import Path
+
+import nbformat
+
+from convae.judge import course_root
+
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+def load(chapter: str, root: Path | None = None):
+    """(release, source) notebooks of a chapter: the student version and the author's."""
+    root = root or course_root()
+    release = nbformat.read(root / "notebooks" / chapter / f"{chapter}.ipynb", as_version=4)
+    source = nbformat.read(root / "solutions" / chapter / f"{chapter}.ipynb", as_version=4)
+    return release, source
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def solution_cells(source) -> dict:
+    """grade_id -> the author's answer, markers removed, for every solution cell."""
+    return {_grade_id(c): "\n".join(ln for ln in c.source.splitlines() if ln.strip() not in MARKERS)
+            for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+
+
+def answer(release, source, solved: set[str] | None = None, replace: dict | None = None):
+    """The release with the author's answers in the ``solved`` cells (None = all) and the given
+    ``replace``ments (grade_id -> source) in others: what a student hands in."""
+    nb = copy.deepcopy(release)
+    answers = solution_cells(source)
+    for cell in nb.cells:
+        grade_id = _grade_id(cell)
+        if replace and grade_id in replace:
+            cell.source = replace[grade_id]
+        elif grade_id in answers and (solved is None or grade_id in solved):
+            cell.source = answers[grade_id]
+    return nb
+
+
+def with_cell(nb, code: str, after: str | None = None):
+    """A copy of ``nb`` with an ordinary code cell added after cell ``after`` (None: after the first code cell)."""
+    nb = copy.deepcopy(nb)
+    index = next(i for i, c in enumerate(nb.cells) if (_grade_id(c) == after if after else c.cell_type == "code"))
+    cell = nbformat.v4.new_code_cell(code)
+    cell.pop("id", None)
+    nb.cells.insert(index + 1, cell)
+    for i, c in enumerate(nb.cells):  # keep ids unique and valid
+        c["id"] = c.get("id") or f"student-{i}"
+    return nb
+
+
+def dumps(nb) -> bytes:
+    return nbformat.writes(nb).encode()
+
+
+# ---------------------------------------------------------------- chapter 01's attack corpus
+
+WRONG_NORMALISE = "def normalise(images):\n    return images\n"
+
+PATCH_CHECKS = """# attack: make every check pass without solving anything
+import convae.checks, convae.judge
+expect = lambda *args, **kwargs: None
+convae.checks.expect = expect
+convae.judge.hidden_check = lambda *args, **kwargs: "all hidden cases passed"
+"""
+
+PATCH_NUMPY = """# attack: make numpy's comparisons always agree
+import numpy as np
+np.isclose = lambda a, b, *args, **kwargs: np.ones(np.broadcast(np.asarray(a), np.asarray(b)).shape, bool)
+np.array_equal = lambda *args, **kwargs: True
+np.allclose = lambda *args, **kwargs: True
+"""
+
+PATCH_BUILTINS = """# attack: swallow every exception, so no test cell can fail
+import builtins
+get_ipython().set_custom_exc((BaseException,), lambda shell, etype, evalue, tb, tb_offset=None: None)
+builtins.AssertionError = type("NeverRaised", (Exception,), {})
+"""
+
+READ_SECRETS = """# attack: read the solutions, the hidden-check specs and the gradebook from disk
+import glob, os, convae.judge
+found = []
+root = str(convae.judge.course_root())
+for pattern in [root + "/solutions/*/*.ipynb", root + "/grading/checks/*.py", root + "/grading/*.db",
+                root + "/solutions/01-pixels/01-pixels.ipynb", root + "/grading/checks/01-pixels.py",
+                "/tmp/convae-grade-*/*/course/grading/gradebook.db", "/tmp/convae-grade-*/*/verdicts.jsonl",
+                root + "/.git/HEAD"]:
+    for path in glob.glob(pattern) or ([pattern] if "*" not in pattern else []):
+        try:
+            found.append((path, len(open(path, "rb").read())))
+        except OSError as err:
+            found.append((path, type(err).__name__))
+print("SECRETS FOUND:", [f for f in found if isinstance(f[1], int)])
+print("SECRETS DENIED:", len([f for f in found if not isinstance(f[1], int)]))
+"""
+
+WRITE_ELSEWHERE = """# attack: write into other students' folders, the gradebook and the course
+import glob, os, convae.judge
+root = str(convae.judge.course_root())
+targets = glob.glob("/tmp/convae-grade-*/job-*/home") + glob.glob("/tmp/convae-grade-*/job-*/course/grading")
+targets += [root + "/grading", root + "/solutions/01-pixels", root + "/notebooks", "/tmp"]
+written = []
+for folder in targets:
+    try:
+        with open(os.path.join(folder, "PWNED-by-mallory"), "w") as fh:
+            fh.write("x")
+        written.append(folder)
+    except OSError:
+        pass
+print("WROTE INTO:", written)
+"""
+
+INFINITE_LOOP = "while True:\n    pass\n"
+KILL_KERNEL = "import os\nos._exit(3)\n"
+MEMORY_BOMB = "import numpy as np\nhog = np.ones((200_000, 100_000))  # 160 GB\n"
+OUTPUT_FLOOD = "for i in range(1_000_000):\n    print(i, 'flooding the grader with output')\n"
+STDERR_NOISE = ("import sys, warnings\n\ndef normalise(images):\n"
+                "    print('debug: normalising', file=sys.stderr)\n"
+                "    warnings.warn('a harmless warning')\n"
+                "    return images / 255.0\n")
+
+
+def attacks(release, source) -> dict[str, bytes]:
+    """Every case of the chapter-01 corpus: name -> the submitted notebook's bytes."""
+    full = answer(release, source)
+    cases = {
+        "correct": full,
+        "blank": release,
+        "partial": answer(release, source, solved={"normalise", "flatten"}),
+        "wrong-normalise": answer(release, source, replace={"normalise": WRONG_NORMALISE}),
+        # each attack: every answer right except normalise, then the attack tries to pass normalise
+        "patch-checks": with_cell(answer(release, source, replace={"normalise": WRONG_NORMALISE}), PATCH_CHECKS),
+        "patch-numpy": with_cell(answer(release, source, replace={"normalise": WRONG_NORMALISE}), PATCH_NUMPY),
+        "patch-builtins": with_cell(answer(release, source, replace={"normalise": WRONG_NORMALISE}), PATCH_BUILTINS),
+        "read-secrets": with_cell(full, READ_SECRETS),
+        "write-elsewhere": with_cell(full, WRITE_ELSEWHERE),
+        "infinite-loop": with_cell(full, INFINITE_LOOP),
+        "kill-kernel": with_cell(full, KILL_KERNEL),
+        "memory-bomb": with_cell(full, MEMORY_BOMB),
+        "output-flood": with_cell(full, OUTPUT_FLOOD),
+        "stderr-noise": answer(release, source, replace={"normalise": STDERR_NOISE}),
+    }
+    edited = copy.deepcopy(full)
+    for cell in edited.cells:
+        if _grade_id(cell) == "normalise_check":
+            cell.source = "print('all good')  # the student replaced the test"
+        if _grade_id(cell) == "normalise":
+            cell.source = WRONG_NORMALISE
+    cases["edited-test"] = edited
+    deleted = copy.deepcopy(full)
+    deleted.cells = [c for c in deleted.cells if _grade_id(c) != "normalise_check"]
+    cases["deleted-test"] = deleted
+    duplicated = copy.deepcopy(full)
+    index = next(i for i, c in enumerate(duplicated.cells) if _grade_id(c) == "normalise_check")
+    twin = copy.deepcopy(duplicated.cells[index])
+    twin["id"] = "normalise-check-copy"
+    duplicated.cells.insert(index + 1, twin)
+    cases["duplicated-test"] = duplicated
+    out = {name: dumps(nb) for name, nb in cases.items()}
+    out["not-json"] = dumps(full)[:5000]  # a truncated upload
+    return out
+
+
+# ---------------------------------------------------------------- a class for scale runs
+
+def write_class(out: Path, students: int, chapter: str = "01-pixels", seed: int = 0) -> list[Path]:
+    """``students`` submissions in nbgrader's layout: 60 % full, 30 % partial, 10 % blank."""
+    release, source = load(chapter)
+    ids = sorted(solution_cells(source))
+    rng = random.Random(seed)
+    paths = []
+    for i in range(students):
+        roll = rng.random()
+        solved = set(ids) if roll < 0.6 else set(rng.sample(ids, rng.randint(1, len(ids) - 1))) if roll < 0.9 else set()
+        path = out / f"student{i:04d}" / chapter / f"{chapter}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(dumps(answer(release, source, solved=solved)))
+        paths.append(path)
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="write generated submissions for a scale run")
+    parser.add_argument("--students", type=int, default=200)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--chapter", default="01-pixels")
+    ns = parser.parse_args(argv)
+    paths = write_class(ns.out, ns.students, ns.chapter)
+    print(json.dumps({"written": len(paths), "folder": str(ns.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The grading kit against an attack-and-fault corpus on chapter 01 (issue: grading a whole class).
+
+One real run of `python -m convae.grading.run` (what `make grade` calls) grades every case with two
+workers in the sandbox; each test then checks one case's exact score and log line. A second small
+run grades an LMS zip, and a third regrades into the same gradebook to show reruns are idempotent.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from convae.grading.corpus import attacks, load
+
+pytestmark = pytest.mark.slow
+CHAPTER = "01-pixels"
+CELL_SECONDS = 45
+
+# student -> (score, a line the run log must contain for that student, or "ok" for a clean run)
+EXPECTED = {
+    "correct": (12, "ok"),
+    "blank": (0, "ok"),
+    "partial": (4, "ok"),
+    "wrong-normalise": (10, "ok"),
+    "patch-checks": (0, "- tampering: cell normalise_check passed inside the notebook, but the judge never "
+                        "confirmed normalise; scored 0"),
+    "patch-numpy": (10, "ok"),
+    "patch-builtins": (10, "ok"),
+    "read-secrets": (12, "ok"),
+    "write-elsewhere": (12, "ok"),
+    "infinite-loop": (0, f"- timeout: a cell ran longer than {CELL_SECONDS} s; the notebook was stopped there, 0 points"),
+    "kill-kernel": (0, "- crash: the kernel died while running the notebook (os._exit, a signal or a hard limit), 0 points"),
+    "memory-bomb": (12, "- memory: cell student-2 ran out of memory (MemoryError)"),
+    "output-flood": (12, "- output: cell student-2 printed too much; its output was cut"),
+    "stderr-noise": (12, "ok"),
+    "edited-test": (10, "- edited locked cell normalise_check: restored from the release before grading"),
+    "deleted-test": (12, "- missing cell normalise_check: restored from the release before grading"),
+    "duplicated-test": (12, "- duplicated graded cell normalise_check (2 copies): the first is graded, "
+                            "the others ran as ordinary cells"),
+    "not-json": (0, "- not a valid notebook (NotJSONError"),
+    "wrong-name": (12, "- wrong file name 'my work.ipynb' (expected 01-pixels.ipynb): graded anyway"),
+    "notes-only": (0, "- no notebook submitted (only notes-only/01-pixels/notes.txt): graded as blank, 0 points"),
+}
+
+
+def grade(submissions: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "convae.grading.run", str(submissions), "--workers", "2", "--out", str(out),
+           "--limit", f"cell_seconds={CELL_SECONDS}", "--limit", "wall_seconds=240", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT,
+                          env=dict(os.environ, CONVAE_FAST="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def read_grades(path: Path) -> dict:
+    with open(path) as fh:
+        return {(row["student_id"], row["assignment"]): row for row in csv.DictReader(fh)}
+
+
+def feedback_text(out: Path, student: str) -> str:
+    page = (out / "feedback" / student / CHAPTER / f"{CHAPTER}.html").read_text()
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    base = tmp_path_factory.mktemp("corpus")
+    submissions, out = base / "submitted", base / "out"
+    release, source = load(CHAPTER)
+    files = 0
+    for name, data in attacks(release, source).items():
+        path = submissions / name / CHAPTER / f"{CHAPTER}.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        files += 1
+    correct = (submissions / "correct" / CHAPTER / f"{CHAPTER}.ipynb").read_bytes()
+    for rel, data in {"wrong-name/01-pixels/my work.ipynb": correct,
+                      "notes-only/01-pixels/notes.txt": b"I could not get it to run",
+                      "frank/99-nope/99-nope.ipynb": correct}.items():
+        (submissions / rel).parent.mkdir(parents=True, exist_ok=True)
+        (submissions / rel).write_bytes(data)
+        files += 1
+    proc = grade(submissions, out)
+    log = (out / "log.txt").read_text()
+    return {"out": out, "log": log, "files": files, "stdout": proc.stdout, "grades": read_grades(out / "grades.csv")}
+
+
+def student_lines(log: str, student: str) -> list[str]:
+    return [line.split("\t", 2)[2] for line in log.splitlines() if line.startswith(f"{student}\t{CHAPTER}\t")]
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_each_case_gets_its_exact_score_and_log_line(student, corpus):
+    score, line = EXPECTED[student]
+    row = corpus["grades"][(student, CHAPTER)]
+    assert float(row["score"]) == score and float(row["max_score"]) == 12, (student, row["score"])
+    lines = student_lines(corpus["log"], student)
+    assert lines[0].startswith(f"{score}/12\t"), lines
+    if line == "ok":
+        assert lines[0].split("\t")[1] == "ok" and len(lines) == 1, lines
+    else:
+        assert any(entry.startswith(line) for entry in lines[1:]), lines
+
+
+def test_the_sandbox_is_fully_active_and_said_so(corpus):
+    assert "# sandbox: network namespace, mount namespace, separate user, rlimits - all active" in corpus["log"]
+
+
+def test_nothing_is_lost_count_in_equals_count_out(corpus):
+    log, grades = corpus["log"], corpus["grades"]
+    summary = re.search(r"# (\d+) files in, (\d+) graded, (\d+) not gradable", log)
+    assert int(summary.group(1)) == corpus["files"]
+    assert int(summary.group(2)) == len(EXPECTED) and int(summary.group(3)) == 1
+    assert "frank\t99-nope\t- unknown chapter, ignored: frank/99-nope/99-nope.ipynb" in log
+    assert {student for student, _ in grades} == set(EXPECTED), "every student is in grades.csv, once"
+    header = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty,score,max_score"
+    assert (corpus["out"] / "grades.csv").read_text().splitlines()[0] == header, "nbgrader's export format"
+
+
+def test_patched_checks_are_caught_for_every_cell_they_faked(corpus):
+    lines = student_lines(corpus["log"], "patch-checks")
+    faked = {re.search(r"cell (\w+) passed", line).group(1) for line in lines if "tampering" in line}
+    assert faked == {"rgb_to_gray_check", "normalise_check", "flatten_check", "class_mean_images_check",
+                     "invert_check", "brighten_check"}
+
+
+def test_student_code_cannot_read_solutions_or_write_outside_its_folder(corpus):
+    text = feedback_text(corpus["out"], "read-secrets")
+    assert "SECRETS FOUND: []" in text
+    assert int(re.search(r"SECRETS DENIED: (\d+)", text).group(1)) >= 2, "the direct reads were refused"
+    assert "WROTE INTO: ['/tmp']" in feedback_text(corpus["out"], "write-elsewhere"), "only its private /tmp"
+    leaked = [p for p in [Path("/tmp"), ROOT / "grading", ROOT / "solutions" / CHAPTER, ROOT / "notebooks",
+                          corpus["out"]] if (p / "PWNED-by-mallory").exists()]
+    assert not leaked
+
+
+def test_feedback_explains_failures_and_never_shows_hidden_tests(corpus):
+    text = feedback_text(corpus["out"], "wrong-normalise")
+    assert "normalise([[0, 51, 255]]) returned dtype uint8, expected floating-point values" in text
+    for student in EXPECTED:
+        page = (corpus["out"] / "feedback" / student / CHAPTER / f"{CHAPTER}.html").read_text()
+        assert "BEGIN HIDDEN TESTS" not in page and "hidden_check(" not in page, student
+    assert "could not be graded to the end" in feedback_text(corpus["out"], "infinite-loop")
+
+
+@pytest.fixture(scope="module")
+def lms_zip(tmp_path_factory, corpus):
+    """A Canvas-style download: flat files named <student>_<ids>_<original name>, in one folder."""
+    base = tmp_path_factory.mktemp("lms")
+    release, source = load(CHAPTER)
+    cases = attacks(release, source)
+    archive = base / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("submissions/carol_1234_5678_01-pixels.ipynb", cases["correct"])
+        zf.writestr("submissions/dave_LATE_1235_5679_01-pixels-1.ipynb", cases["partial"])
+        zf.writestr("submissions/../../escape.ipynb", cases["correct"])
+    out = base / "out"
+    grade(archive, out)
+    return {"out": out, "log": (out / "log.txt").read_text(), "grades": read_grades(out / "grades.csv")}
+
+
+def test_an_lms_zip_is_graded_by_file_name(lms_zip):
+    assert float(lms_zip["grades"][("carol", CHAPTER)]["score"]) == 12
+    assert float(lms_zip["grades"][("dave", CHAPTER)]["score"]) == 4
+    assert "?\t?\t- unsafe path in the zip, ignored: submissions/../../escape.ipynb" in lms_zip["log"]
+    assert re.search(r"# 3 files in, 2 graded, 1 not gradable", lms_zip["log"])
+
+
+def test_regrading_is_idempotent_and_replaces_the_old_grade(lms_zip, tmp_path):
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "carol" / CHAPTER).mkdir(parents=True)
+    blank, _ = load(CHAPTER)
+    import nbformat
+
+    nbformat.write(blank, again / "carol" / CHAPTER / f"{CHAPTER}.ipynb")  # carol resubmits a blank
+    grade(again, lms_zip["out"])
+    grades = read_grades(lms_zip["out"] / "grades.csv")
+    assert float(grades[("carol", CHAPTER)]["score"]) == 0, "the new submission replaced the old grade"
+    assert float(grades[("dave", CHAPTER)]["score"]) == 4, "other students keep theirs"
+    rows = (lms_zip["out"] / "grades.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2, rows

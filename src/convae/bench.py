@@ -14,9 +14,10 @@ import json
 import os
 import platform
 import sys
-import threading
 import time
 from pathlib import Path
+
+from convae.procwatch import ProcessWatch
 
 METRICS_ENV = "CONVAE_METRICS_FILE"
 
@@ -30,34 +31,24 @@ def record(**metrics):
     return metrics
 
 
-class PeakMemory:
-    """Peak RSS of a process and its children, sampled in a background thread."""
+class PeakMemory(ProcessWatch):
+    """Peak RSS of a process and its children (the chapter's kernel)."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    interval = 0.2
+
+    def __init__(self, pid: int):
         import psutil
 
+        super().__init__()
         self.process = psutil.Process(pid)
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
+    def processes(self):
         import psutil
 
-        while not self._stop.is_set():
-            try:
-                procs = [self.process, *self.process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
-            except psutil.Error:
-                pass
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        try:
+            return [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return []
 
 
 def run_chapter(chapter: str, root: Path, metrics_file: Path) -> dict:

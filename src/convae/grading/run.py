@@ -144,10 +144,7 @@ def grade_all(job_files: list[Path], workers: int, scratch: Path, report) -> lis
                 try:
                     result = worker.grade(path)
                 except Exception as err:  # the batch always finishes; the job is reported
-                    spec = json.loads(path.read_text())
-                    result = {"student": spec["student"], "chapter": spec["chapter"], "file": spec["file"],
-                              "score": 0.0, "max_score": 0.0, "cells": {}, "seconds": 0.0,
-                              "problems": [f"grader error: {err}"], "failed": True}
+                    result = failed_result(path, str(err))
                 with lock:
                     results.append((path, result))
                     report(result)
@@ -170,16 +167,79 @@ def log_lines(result: dict) -> list[str]:
     return lines
 
 
+def plan(submissions: Path, root: Path, gradebook: Path, scratch: Path, limits: dict, caps: dict) -> list[Path]:
+    """Intake and one job file per student and chapter in ``scratch``; returns the job files."""
+    intake = collect(submissions, chapters(root), scratch / "intake")
+    releases = register_chapters(root, gradebook, sorted({job.chapter for job in intake.jobs}), scratch)
+    snapshot = scratch / "gradebook-snapshot.db"
+    shutil.copy(gradebook, snapshot)
+    job_files = []
+    for index, job in enumerate(intake.jobs):
+        work = scratch / f"job-{index:04d}"
+        work.mkdir(mode=0o711)
+        spec = {"student": job.student, "chapter": job.chapter,
+                "notebook": str(job.notebook) if job.notebook else None,
+                "file": job.origin, "problems": job.problems, "course_root": str(root),
+                "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
+                "uid": UID_BASE + index % 4000, "limits": limits, "caps": caps}
+        (work / "job.json").write_text(json.dumps(spec))
+        job_files.append(work / "job.json")
+    (scratch / "intake.json").write_text(json.dumps({"files": intake.files, "problems": intake.problems}))
+    (scratch / "jobs.txt").write_text("".join(f"{path}\n" for path in job_files))
+    return job_files
+
+
+def failed_result(job_path: Path, reason: str) -> dict:
+    spec = json.loads(job_path.read_text())
+    return {"student": spec["student"], "chapter": spec["chapter"], "file": spec["file"], "score": 0.0,
+            "max_score": 0.0, "cells": {}, "seconds": 0.0, "problems": [f"grader error: {reason}"], "failed": True}
+
+
+def finish(scratch: Path, results: list, root: Path, out: Path, gradebook: Path, log: list[str],
+           seconds: float, workers: int, caps: dict) -> str:
+    """Merge every job into the course gradebook, export grades.csv, place feedback, write the log."""
+    from convae.grading.worker import set_scores
+
+    ordered = sorted(results, key=lambda r: (r[1]["student"], r[1]["chapter"]))
+    for path, result in ordered:
+        if result.get("failed"):  # no gradebook from the job: the student still gets a (zero) grade
+            set_scores(gradebook, result["chapter"], result["student"], {})
+            continue
+        merge(gradebook, path.parent / "gradebook.db", result["chapter"], result["student"])
+        target = out / "feedback" / result["student"] / result["chapter"]
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path.parent / "feedback.html", target / f"{result['chapter']}.html")
+    subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(out / "grades.csv"),
+                    "--log-level=ERROR", f"--CourseDirectory.db_url=sqlite:///{gradebook}"],
+                   cwd=root, check=True, capture_output=True)
+    intake = json.loads((scratch / "intake.json").read_text())
+    log = log + intake["problems"] + [line for _, r in ordered for line in log_lines(r)]
+    log.append(f"# {len(intake['files'])} files in, {len(ordered)} graded, {len(intake['problems'])} not gradable "
+               f"(listed above); {seconds:.1f} s, {len(ordered) / max(seconds, 1e-9) * 60:.1f} submissions/min")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "log.txt").write_text("\n".join(log) + "\n")
+    (out / "results.json").write_text(json.dumps({"results": [r for _, r in ordered], "seconds": seconds,
+                                                  "workers": workers, "caps": caps}, indent=1))
+    return log[-1]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("submissions", type=Path, help="folder <student>/<chapter>/<chapter>.ipynb, or an LMS .zip")
+    parser.add_argument("submissions", type=Path, nargs="?",
+                        help="folder <student>/<chapter>/<chapter>.ipynb, or an LMS .zip")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None, help="default: grading/ in the course")
     parser.add_argument("--gradebook", type=Path, default=None, help="default: <out>/gradebook.db")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help=f"override a limit ({', '.join(LIMITS)})")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (printed at the end)")
+    parser.add_argument("--plan", type=Path, metavar="DIR",
+                        help="cluster step 1: write job files to DIR (shared storage) and stop; DIR/jobs.txt lists them")
+    parser.add_argument("--collect", type=Path, metavar="DIR",
+                        help="cluster step 3: merge the results the tasks left in DIR")
     ns = parser.parse_args(argv)
+    if not ns.collect and not ns.submissions:
+        parser.error("give SUBMISSIONS (a folder or a zip), or --collect DIR")
     use_this_environment()
 
     root = course_root()
@@ -193,61 +253,37 @@ def main(argv=None) -> int:
         limits[name] = int(float(value))
     caps = capabilities()
     started = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix="convae-grade-"))
-    os.chmod(scratch, 0o711)
-    log = [f"# convae grading run, {time.strftime('%Y-%m-%d %H:%M:%S')}, submissions: {ns.submissions}",
+    log = [f"# convae grading run, {time.strftime('%Y-%m-%d %H:%M:%S')}, submissions: {ns.submissions or ns.collect}",
            f"# {describe(caps)}", f"# workers: {ns.workers}; limits: {json.dumps(limits)}"]
     print("\n".join(log), flush=True)
-    try:
-        intake = collect(ns.submissions, chapters(root), scratch / "intake")
-        wanted = sorted({job.chapter for job in intake.jobs})
-        releases = register_chapters(root, gradebook, wanted, scratch)
-        snapshot = scratch / "gradebook-snapshot.db"
-        shutil.copy(gradebook, snapshot)
-        job_files = []
-        for index, job in enumerate(intake.jobs):
-            work = scratch / f"job-{index:04d}"
-            work.mkdir(mode=0o711)
-            spec = {"student": job.student, "chapter": job.chapter,
-                    "notebook": str(job.notebook) if job.notebook else None,
-                    "file": job.origin, "problems": job.problems, "course_root": str(root),
-                    "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
-                    "uid": UID_BASE + index % 4000, "limits": limits, "caps": caps}
-            (work / "job.json").write_text(json.dumps(spec))
-            job_files.append(work / "job.json")
 
+    if ns.collect:  # the tasks ran elsewhere; a job without result.json did not finish
+        scratch = ns.collect.resolve()
+        job_files = [Path(line) for line in (scratch / "jobs.txt").read_text().split()]
+        results = [(path, json.loads((path.parent / "result.json").read_text())) if (path.parent / "result.json").exists()
+                   else (path, failed_result(path, "no result: the task did not run or died")) for path in job_files]
+        summary = finish(scratch, results, root, out, gradebook, log, time.monotonic() - started, 0, caps)
+        print(summary)
+        return 0
+
+    scratch = ns.plan.resolve() if ns.plan else Path(tempfile.mkdtemp(prefix="convae-grade-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.chmod(scratch, 0o711)
+    try:
+        job_files = plan(ns.submissions, root, gradebook, scratch, limits, caps)
+        if ns.plan:
+            print(f"{len(job_files)} jobs planned; run `python -m convae.grading.worker JOB.json` for each line "
+                  f"of {scratch / 'jobs.txt'}, then `--collect {scratch}`")
+            return 0
         results = grade_all(job_files, ns.workers, scratch,
                             report=lambda result: print("\n".join(log_lines(result)), flush=True))
-
-        for path, result in sorted(results, key=lambda r: (r[1]["student"], r[1]["chapter"])):
-            if not result.get("failed"):
-                merge(gradebook, path.parent / "gradebook.db", result["chapter"], result["student"])
-                target = out / "feedback" / result["student"] / result["chapter"]
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path.parent / "feedback.html", target / f"{result['chapter']}.html")
-        subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(out / "grades.csv"),
-                        "--log-level=ERROR", f"--CourseDirectory.db_url=sqlite:///{gradebook}"],
-                       cwd=root, check=True, capture_output=True)
-
-        ordered = [r for _, r in sorted(results, key=lambda r: (r[1]["student"], r[1]["chapter"]))]
-        for item in intake.problems:
-            log.append(f"{item}")
-        for result in ordered:
-            log += log_lines(result)
-        seconds = time.monotonic() - started
-        graded = len(ordered)
-        log.append(f"# {len(intake.files)} files in, {graded} graded, {len(intake.problems)} not gradable "
-                   f"(listed above); {seconds:.1f} s, {graded / seconds * 60:.1f} submissions/min")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "log.txt").write_text("\n".join(log) + "\n")
-        (out / "results.json").write_text(json.dumps({"results": ordered, "seconds": seconds,
-                                                      "workers": ns.workers, "caps": caps}, indent=1))
-        print(log[-1])
+        summary = finish(scratch, results, root, out, gradebook, log, time.monotonic() - started, ns.workers, caps)
+        print(summary)
         print(f"grades: {out / 'grades.csv'}   feedback: {out / 'feedback'}   log: {out / 'log.txt'}")
     finally:
         if ns.keep:
             print(f"work folders kept in {scratch}")
-        else:
+        elif not ns.plan:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
 

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import nbformat
 
 from convae.grading.judge_server import JudgeServer
 from convae.grading.sandbox import capabilities, use_this_environment
+from convae.procwatch import ProcessWatch
 
 HIDDEN_CALL = re.compile(r"""hidden_check\(\s*["']([\w-]+)["']\s*,\s*["'](\w+)["']""")
 
@@ -77,7 +77,7 @@ def repair(raw: bytes, release) -> tuple[object, list[str]]:
 
 # ---------------------------------------------------------------- running nbgrader in the sandbox
 
-class KernelWatch:
+class KernelWatch(ProcessWatch):
     """Kill the student's processes at the wall-time or memory limit, and all of them at the end.
 
     With a user id of its own, the student's processes are exactly those of that user (a process
@@ -85,10 +85,8 @@ class KernelWatch:
     """
 
     def __init__(self, uid: int | None, wall_seconds: float, memory_bytes: int):
-        self.uid, self.wall, self.memory = uid, wall_seconds, memory_bytes
-        self.reason, self.peak = "", 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
+        self.uid, self.wall, self.memory, self.reason = uid, wall_seconds, memory_bytes, ""
 
     def processes(self):
         import psutil
@@ -106,33 +104,17 @@ class KernelWatch:
             except psutil.Error:
                 pass
 
-    def _run(self):
-        import psutil
-
-        start = time.monotonic()
-        while not self._stop.wait(0.1):
-            rss = 0
-            for proc in self.processes():
-                try:
-                    rss += proc.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, rss)
-            if time.monotonic() - start > self.wall:
-                self.reason = f"timeout: the notebook ran longer than {self.wall:.0f} s and was stopped, 0 points"
-            elif rss > self.memory:
-                self.reason = f"memory: the notebook used more than {self.memory / 2**30:.1f} GiB and was stopped, 0 points"
-            if self.reason:
-                self.kill_all()
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def check(self, rss: int, elapsed: float) -> bool:
+        if elapsed > self.wall:
+            self.reason = f"timeout: the notebook ran longer than {self.wall:.0f} s and was stopped, 0 points"
+        elif rss > self.memory:
+            self.reason = f"memory: the notebook used more than {self.memory / 2**30:.1f} GiB and was stopped, 0 points"
+        if self.reason:
+            self.kill_all()
+        return bool(self.reason)
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         self.kill_all()  # nothing of the student's outlives the job
 
 

@@ -37,6 +37,13 @@ def test_patching_the_kernel_side_compare_does_not_fool_the_judge(monkeypatch):
         hidden_check("01-pixels", "normalise", lambda x: x)
 
 
+def test_compare_accepts_numbers_where_a_number_is_expected():
+    assert compare(26, np.asarray(26), "output_size(28, 3)") is None
+    assert compare(np.int64(26), 26, "output_size(28, 3)") is None
+    assert compare(26.5, 26, "output_size(28, 3)") == "output_size(28, 3) returned 26.5, expected 26."
+    assert "expected a single number" in compare([26], 26, "output_size(28, 3)")
+
+
 def test_expect_explains_shape_dtype_and_in_place_changes():
     assert "shape (4,), expected shape (2, 2)" in compare(np.zeros(4), np.zeros((2, 2)), "f(x)")
     assert "return a NumPy array" in compare([1, 2], np.zeros(2), "f(x)")

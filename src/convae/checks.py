@@ -45,6 +45,12 @@ def compare(actual, expected, call: str, *, kind: str | None = None, atol: float
     "b" boolean); None accepts any numeric dtype.
     """
     expected = np.asarray(expected)
+    if expected.ndim == 0:  # a number is expected (a size, a count): any real scalar will do
+        if isinstance(actual, (bool, np.bool_)) or not (np.isscalar(actual) or np.ndim(actual) == 0):
+            return f"{call} returned {describe(actual)}; expected a single number ({expected.item()!r})."
+        if not np.isclose(float(actual), float(expected), atol=atol, rtol=rtol):
+            return f"{call} returned {actual!r}, expected {expected.item()!r}."
+        return None
     if not isinstance(actual, np.ndarray):
         if isinstance(actual, (list, tuple)) or np.isscalar(actual):
             return f"{call} returned {describe(actual)}; return a NumPy array instead (np.asarray helps)."

@@ -84,3 +84,34 @@ def show_channels(rgb, names=("red", "green", "blue")):
         show_image(rgb[..., c], ax=ax, title=f"{name} channel [..., {c}]")
     fig.tight_layout()
     return fig
+
+
+def show_feature_maps(maps, titles=None, ncols: int = 8, size: float = 1.6, cmap: str = "gray",
+                      suptitle: str | None = None, symmetric: bool = False):
+    """Feature maps side by side, each with its own colour scale and a colour bar.
+
+    ``maps`` is (n, H, W) or (H, W, n) with ``channels_last=True``-style data: pass
+    ``np.moveaxis(x, -1, 0)`` for Keras's (H, W, channels). With ``symmetric``, 0 is the middle of
+    the scale (use a diverging ``cmap`` such as "RdBu_r"): negative and positive responses differ.
+    """
+    maps = np.asarray(maps, dtype=float)
+    n = len(maps)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 1.2, size * nrows * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        limit = np.abs(maps[i]).max() or 1.0
+        vmin, vmax = (-limit, limit) if symmetric else (None, None)
+        im = ax.imshow(maps[i], cmap=cmap, vmin=vmin, vmax=vmax)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

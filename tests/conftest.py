@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,13 @@ def course(tmp_path_factory) -> Path:
     return dest
 
 
+NBGRADER = [sys.executable, "-m", "nbgrader"]
+
+
 def course_env(course: Path) -> dict:
-    env = dict(os.environ, CONVAE_FAST="1", CONVAE_COURSE_ROOT=str(course))
-    return env
+    # nbgrader runs `alembic` from PATH: put this environment's bin folder first
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return dict(os.environ, CONVAE_FAST="1", CONVAE_COURSE_ROOT=str(course), PATH=path)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +54,7 @@ def released(course) -> dict:
     """`nbgrader generate_assignment` of every chapter in the private course: {chapter: path}."""
     paths = {}
     for chapter in CHAPTERS:
-        run(["nbgrader", "generate_assignment", chapter, "--force", "--log-level=WARN"], course, course_env(course))
+        run([*NBGRADER, "generate_assignment", chapter, "--force", "--log-level=WARN"], course, course_env(course))
         paths[chapter] = course / "notebooks" / chapter / f"{chapter}.ipynb"
     return paths
 

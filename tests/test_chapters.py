@@ -15,7 +15,7 @@ import shutil
 import nbformat
 import pytest
 
-from conftest import CHAPTERS, ROOT, course_env, notebook_path, run
+from conftest import CHAPTERS, NBGRADER, ROOT, course_env, notebook_path, run
 from convae.nbgrader_hooks import hidden_lines
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,9 @@ def autograded(course, released):
             dest = course / "grading" / "submitted" / student / chapter
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, dest / f"{chapter}.ipynb")
-        run(["nbgrader", "autograde", chapter, "--create", "--force", "--log-level=WARN"], course, course_env(course))
-        run(["nbgrader", "generate_feedback", chapter, "--force", "--log-level=WARN"], course, course_env(course))
-    run(["nbgrader", "export", "--to", "grades.csv", "--log-level=WARN"], course, course_env(course))
+        run([*NBGRADER, "autograde", chapter, "--create", "--force", "--log-level=WARN"], course, course_env(course))
+        run([*NBGRADER, "generate_feedback", chapter, "--force", "--log-level=WARN"], course, course_env(course))
+    run([*NBGRADER, "export", "--to", "grades.csv", "--log-level=WARN"], course, course_env(course))
     with open(course / "grades.csv") as fh:
         return {(row["assignment"], row["student_id"]): row for row in csv.DictReader(fh)}
 

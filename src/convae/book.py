@@ -134,6 +134,9 @@ def prepare_for_book(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     Pure: returns a new notebook and leaves ``nb`` untouched.
     """
     nb = copy.deepcopy(nb)
+    # Saved widget state makes myst-nb load require.js and the widget manager from CDNs; the book
+    # shows static figures instead of live widgets, so it needs none of it.
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         source = _text(cell.source)
         if cell.cell_type == "code":

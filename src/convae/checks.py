@@ -60,7 +60,7 @@ def compare(actual, expected, call: str, *, kind: str | None = None, atol: float
                 "Check which axes you kept, removed or reshaped.")
     if kind is not None and actual.dtype.kind != kind:
         want = KIND_WORDS.get(kind, kind)
-        extra = f" ({expected.dtype}, like the input)" if kind in "ui" else ""
+        extra = f" such as {expected.dtype}" if kind in "ui" else ""
         return f"{call} returned dtype {actual.dtype}, expected {want} values{extra}."
     if actual.dtype.kind not in "biuf":
         return f"{call} returned an array of dtype {actual.dtype}; expected numbers."

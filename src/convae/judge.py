@@ -131,6 +131,17 @@ def _definitions_only(source: str) -> tuple[list, list]:
     return imports, definitions
 
 
+def _global_names(node: ast.stmt, filename: str) -> set[str]:
+    """The global names a definition uses (a parameter called ``kernels`` is not the module
+    ``kernels``): ``co_names`` of its code objects, nested functions included."""
+    names, stack = set(), [compile(ast.Module(body=[node], type_ignores=[]), filename, "exec")]
+    while stack:
+        code = stack.pop()
+        names.update(code.co_names)
+        stack.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    return names
+
+
 def load_references(chapter: str, root: Path) -> dict:
     """Run the definitions of the author's notebook in a fresh namespace and return it.
 
@@ -146,7 +157,7 @@ def load_references(chapter: str, root: Path) -> dict:
             cell_imports, cell_definitions = _definitions_only(src)
             imports += cell_imports
             definitions += cell_definitions
-    used = {n.id for d in definitions for n in ast.walk(d) if isinstance(n, ast.Name)}
+    used = set().union(*(_global_names(d, str(path)) for d in definitions)) if definitions else set()
     needed = [i for i in imports if any((a.asname or a.name).split(".")[0] in used for a in i.names)]
     body = needed + definitions
     namespace: dict = {"__name__": f"reference_{chapter.replace('-', '_')}"}

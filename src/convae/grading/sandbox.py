@@ -99,6 +99,9 @@ def cover_and_keep(keep: list[str]) -> None:
     for scratch in SHARED_SCRATCH:
         if os.path.isdir(scratch):
             covers.setdefault(scratch, "mode=1777,size=256m")
+    # a cover inside another is already hidden by the outer one (and would no longer exist)
+    covers = {c: o for c, o in covers.items()
+              if not any(c != other and c.startswith(other.rstrip("/") + "/") for other in covers)}
     under = sorted(((path, cover) for path in keep for cover in covers
                     if path == cover or path.startswith(cover.rstrip("/") + "/")), key=lambda pc: len(pc[0]))
     # Hold each kept folder by a file descriptor: once its parent is covered, /proc/self/fd/N
@@ -203,6 +206,13 @@ def main(argv=None) -> int:
             os.chown(path, policy["uid"], policy["gid"])
     command[index] = str(own)
     env = kernel_env(policy)
+    # The kernel's own stdout/stderr (its banner, C-level noise) go to a file in its folder, not
+    # into the grader's output; what cells print still reaches nbgrader through ZMQ.
+    log = os.open(home / ".kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    if policy["caps"].get("separate_user"):
+        os.fchown(log, policy["uid"], policy["gid"])
+    os.dup2(log, 1)
+    os.dup2(log, 2)
     enter(policy)
     for folder in (".tmp", ".config/matplotlib", ".ipython", ".cache"):
         (home / folder).mkdir(parents=True, exist_ok=True)

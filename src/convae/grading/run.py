@@ -240,6 +240,9 @@ def main(argv=None) -> int:
     ns = parser.parse_args(argv)
     if not ns.collect and not ns.submissions:
         parser.error("give SUBMISSIONS (a folder or a zip), or --collect DIR")
+    if ns.submissions and not ns.submissions.exists():
+        parser.error(f"no submissions at {ns.submissions}: pass SUBMISSIONS=<folder with "
+                     "<student>/<chapter>/<chapter>.ipynb, or an LMS .zip> (see grading/README.md)")
     use_this_environment()
 
     root = course_root()

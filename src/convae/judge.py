@@ -11,6 +11,10 @@ function*; everything else happens in a fresh ``python -I -m convae.judge`` proc
 3. the judge computes the reference answers itself, compares with :func:`convae.checks.compare`
    and answers in plain words. The kernel raises that message, so it shows in feedback.
 
+A function that returns a Keras model sends the model's ``.keras`` file (config and weights); the
+judge rebuilds it with ``safe_mode=True`` and an exercise's ``judge`` inspects or trains that copy,
+never the object in the student's kernel (whose methods the student may have patched).
+
 The references are the author's own solutions: the judge reads ``solutions/<chapter>/<chapter>.ipynb``
 and runs only its imports, literal constants and ``def``/``class`` statements, so nothing is written
 twice. How to draw inputs and compare answers lives per chapter in ``grading/checks/<chapter>.py``
@@ -35,6 +39,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -210,7 +215,15 @@ def judge(request: dict, inp, out, root: Path | None = None) -> dict:
             call = f"{exercise}({describe_args(args)})"
             if "error" in result:
                 return finish(False, f"On new inputs, {call} {result['error']}")
-            actual = decode(result["value"])
+            if "model" in result:
+                try:
+                    actual = rebuild_model(result["model"])
+                except Exception as err:
+                    return finish(False, f"{call} returned a model the grader cannot rebuild from its saved "
+                                         f"config and weights ({type(err).__name__}: {str(err)[:300]}). Use "
+                                         "built-in Keras layers only (no Lambda or custom layers).")
+            else:
+                actual = decode(result["value"])
             expected = reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
             problem = spec.verdict(actual, expected, call, args)
             if problem:
@@ -231,6 +244,9 @@ def _run_student(fn, args) -> dict:
         return {"error": f"raised {type(err).__name__}: {err}"}
     if value is None:
         return {"error": "returned None (did you forget `return`?)."}
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(value, keras.Model):
+        return _model_result(value)
     try:
         arr = np.asarray(value)
         if arr.dtype == object:
@@ -238,6 +254,37 @@ def _run_student(fn, args) -> dict:
         return {"value": encode(arr)}
     except Exception:
         return {"error": f"returned a {type(value).__name__}, which is not a numeric array."}
+
+
+def _model_result(model) -> dict:
+    """A Keras model travels as the bytes of its ``.keras`` file: config and weights, no code."""
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            model.save(path)
+            return {"model": base64.b64encode(path.read_bytes()).decode("ascii")}
+    except Exception as err:
+        return {"error": f"returned a model that Keras cannot save ({type(err).__name__}: {err})."}
+
+
+def rebuild_model(data: str):
+    """The judge's copy of a student's model, rebuilt from config and weights in this process.
+
+    ``safe_mode=True``: a Lambda layer or anything else that would run the student's code is
+    refused, so the judge runs none of it.
+    """
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        path.write_bytes(base64.b64decode(data))
+        return keras.saving.load_model(path, safe_mode=True)
+
+
+def output_shape(model) -> tuple:
+    """A model's output shape, e.g. (None, 10). ``model.output`` raises for a Sequential model in
+    Keras 3.15 (measured); ``model.outputs`` works for Sequential and functional models alike."""
+    return tuple(model.outputs[0].shape)
 
 
 def _open_judge():

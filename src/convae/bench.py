@@ -71,6 +71,7 @@ def run_chapter(chapter: str, root: Path, metrics_file: Path) -> dict:
     if metrics_file.exists():
         for line in metrics_file.read_text().splitlines():
             metrics.update(json.loads(line))
+        metrics_file.unlink()
     return {"seconds": round(seconds, 1), "peak_mb": round(memory.peak / 2**20, 1), "metrics": metrics}
 
 

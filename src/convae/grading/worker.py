@@ -188,45 +188,39 @@ def failure_page(student: str, chapter: str, problems: list[str], max_score: flo
 
 # ---------------------------------------------------------------- one job
 
-def grade(job: dict) -> dict:
-    start = time.monotonic()
-    os.umask(0o077)  # everything the worker writes is the grader's; the kernel gets only home/
-    student, chapter = job["student"], job["chapter"]
-    root, work = Path(job["course_root"]), Path(job["workdir"])
-    limits, caps = job["limits"], job.get("caps") or capabilities()
-    problems = list(job.get("problems", []))
+def prepare(job: dict, work: Path) -> tuple[dict, list[str]]:
+    """The job's folders: course/ (config, gradebook copy, the repaired submission; the grader's
+    only), home/ (the kernel's, owned by its user id) and judge/ (the judge's socket); and the
+    problems found so far (intake's and the repair's)."""
+    root, student, chapter = Path(job["course_root"]), job["student"], job["chapter"]
     for sub in ("course", "home", "judge"):
         shutil.rmtree(work / sub, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o711)
-    course, home, judge_dir = work / "course", work / "home", work / "judge"
-    for folder in (course, home, judge_dir):
+    paths = {"course": work / "course", "home": work / "home", "judge": work / "judge"}
+    for folder in paths.values():
         folder.mkdir()
-    os.chmod(course, 0o700)  # gradebook and source: the grader's only
-    os.chmod(judge_dir, 0o711)
-    log_path = work / "nbgrader.log"
-    log_path.write_text("")
-
-    # the course: config, the gradebook snapshot, the submission (repaired)
-    shutil.copy(root / "nbgrader_config.py", course)
-    (course / "grading").mkdir()
-    gradebook = course / "grading" / "gradebook.db"
-    shutil.copy(job["gradebook"], gradebook)
+    os.chmod(paths["course"], 0o700)
+    os.chmod(paths["judge"], 0o711)
+    shutil.copy(root / "nbgrader_config.py", paths["course"])
+    (paths["course"] / "grading").mkdir()
+    paths["gradebook"] = paths["course"] / "grading" / "gradebook.db"
+    shutil.copy(job["gradebook"], paths["gradebook"])
     release = nbformat.read(job["release"], as_version=4)
-    source = nbformat.read(root / "solutions" / chapter / f"{chapter}.ipynb", as_version=4)
-    max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in graded_cells(source).values()
-                    if c.metadata["nbgrader"].get("grade"))
+    problems = list(job.get("problems", []))
+    nb = None  # no notebook at all: the blank release scores 0 and the student still has a grade
     if job["notebook"]:
         nb, repair_problems = repair(Path(job["notebook"]).read_bytes(), release)
         problems += repair_problems
-    else:  # nothing to grade: the blank release scores 0 and the student still has a grade
-        nb = None
-    submitted = course / "grading" / "submitted" / student / chapter
+    submitted = paths["course"] / "grading" / "submitted" / student / chapter
     submitted.mkdir(parents=True)
     nbformat.write(nb if nb is not None else release, submitted / f"{chapter}.ipynb")
+    return paths, problems
 
-    # the sandbox for the kernel
-    uid = int(job["uid"])
+
+def sandbox_kernelspec(job: dict, work: Path, home: Path, judge_dir: Path, caps: dict) -> Path:
+    """Write the sandbox policy and the kernelspec that applies it; return the JUPYTER_PATH."""
+    root, limits, uid = Path(job["course_root"]), job["limits"], int(job["uid"])
     if caps.get("separate_user"):
         os.chown(home, uid, uid)
     os.chmod(home, 0o700)
@@ -240,9 +234,37 @@ def grade(job: dict) -> dict:
               + [str(Path(p)) for p in job.get("hide", [])]}
     policy_path = work / "policy.json"
     policy_path.write_text(json.dumps(policy))
-    jupyter_path = write_kernelspec(work, policy_path)
+    return write_kernelspec(work, policy_path)
 
-    server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl")
+
+def confirm_with_judge(source, scores: dict, verdicts_path: Path) -> tuple[dict, list[str]]:
+    """Cells nbgrader scored but whose hidden checks the judge never confirmed: {grade_id: 0}."""
+    verdicts = [json.loads(line) for line in verdicts_path.read_text().splitlines()] if verdicts_path.exists() else []
+    confirmed = {(v["chapter"], v["exercise"]) for v in verdicts if v.get("ok")}
+    overrides, problems = {}, []
+    for grade_id, calls in hidden_exercises(source).items():
+        missing = [exercise for chapter, exercise in calls if (chapter, exercise) not in confirmed]
+        if scores.get(grade_id, [0])[0] > 0 and missing:
+            overrides[grade_id] = 0.0
+            problems.append(f"tampering: cell {grade_id} passed inside the notebook, but the judge never "
+                            f"confirmed {', '.join(missing)}; scored 0")
+    return overrides, problems
+
+
+def grade(job: dict) -> dict:
+    """Grade one job (see the module docstring); write and return its result."""
+    start = time.monotonic()
+    os.umask(0o077)  # everything the worker writes is the grader's; the kernel gets only home/
+    student, chapter = job["student"], job["chapter"]
+    root, work, limits = Path(job["course_root"]), Path(job["workdir"]), job["limits"]
+    caps = job.get("caps") or capabilities()
+    paths, problems = prepare(job, work)
+    course, home, judge_dir, gradebook = (paths[k] for k in ("course", "home", "judge", "gradebook"))
+    source = nbformat.read(root / "solutions" / chapter / f"{chapter}.ipynb", as_version=4)
+    max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in graded_cells(source).values()
+                    if c.metadata["nbgrader"].get("grade"))
+    jupyter_path = sandbox_kernelspec(job, work, home, judge_dir, caps)
+
     os.environ.update(CONVAE_FAST=job.get("fast", "1"), JUPYTER_PATH=str(jupyter_path),
                       CONVAE_JUDGE_SOCKET=str(judge_dir / "sock"), TF_CPP_MIN_LOG_LEVEL="3",
                       TF_ENABLE_ONEDNN_OPTS="0", PYTHONDONTWRITEBYTECODE="1")
@@ -252,50 +274,35 @@ def grade(job: dict) -> dict:
         "LimitedExecute": {"max_output_chars": limits["output_chars"]},
         "KernelManager": {"transport": "ipc", "ip": f"{home}/k"},
     })
-    watch = KernelWatch(uid if caps.get("separate_user") else None, limits["wall_seconds"], limits["memory_bytes"])
+    server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl")
+    watch = KernelWatch(int(job["uid"]) if caps.get("separate_user") else None,
+                        limits["wall_seconds"], limits["memory_bytes"])
     with server, watch:
         outcome = api.autograde(chapter, student, force=True, create=True)
-    peak, killed = watch.peak, watch.reason
     nbgrader_log = outcome.get("log", "") + "\n" + outcome.get("error", "")
-    log_path.write_text(nbgrader_log)
+    (work / "nbgrader.log").write_text(nbgrader_log)
     autograded = course / "grading" / "autograded" / student / chapter / f"{chapter}.ipynb"
-    failed = bool(killed) or not outcome.get("success") or not autograded.exists()
-    if killed:
-        problems.append(killed)
-    elif failed:
-        problems.append(diagnose(nbgrader_log, limits))
 
-    scores: dict = {}
-    if failed:
+    if watch.reason or not outcome.get("success") or not autograded.exists():
+        problems.append(watch.reason or diagnose(nbgrader_log, limits))
         set_scores(gradebook, chapter, student, {g: 0.0 for g in graded_cells(source)})
         feedback = failure_page(student, chapter, problems, max_score)
     else:
-        scores = read_scores(gradebook, chapter, student)
-        verdicts = [json.loads(line) for line in (work / "verdicts.jsonl").read_text().splitlines()] \
-            if (work / "verdicts.jsonl").exists() else []
-        confirmed = {(v["chapter"], v["exercise"]) for v in verdicts if v.get("ok")}
-        overrides = {}
-        for grade_id, calls in hidden_exercises(source).items():
-            missing = [ex for ch, ex in calls if (ch, ex) not in confirmed]
-            if scores.get(grade_id, [0])[0] > 0 and missing:
-                overrides[grade_id] = 0.0
-                problems.append(f"tampering: cell {grade_id} passed inside the notebook, but the judge never "
-                                f"confirmed {', '.join(missing)}; scored 0")
-        problems += runtime_problems(autograded)
+        overrides, tampering = confirm_with_judge(source, read_scores(gradebook, chapter, student),
+                                                  work / "verdicts.jsonl")
+        problems += tampering + runtime_problems(autograded)
         if overrides:
             set_scores(gradebook, chapter, student, overrides)
-            scores = read_scores(gradebook, chapter, student)
         fb = api.generate_feedback(chapter, student, force=True)
         page = course / "grading" / "feedback" / student / chapter / f"{chapter}.html"
         feedback = page.read_text() if fb.get("success") and page.exists() else failure_page(
             student, chapter, problems + ["feedback could not be generated"], max_score)
-    if not scores:
-        scores = read_scores(gradebook, chapter, student)
+    scores = read_scores(gradebook, chapter, student)
     result = {
         "student": student, "chapter": chapter, "file": job.get("file", job["notebook"]),
         "score": sum(s for s, _ in scores.values()), "max_score": max_score,
         "cells": scores, "problems": problems, "seconds": round(time.monotonic() - start, 2),
-        "peak_mb": round(peak / 2**20, 1),
+        "peak_mb": round(watch.peak / 2**20, 1),
     }
     (work / "feedback.html").write_text(feedback)
     shutil.copy(gradebook, work / "gradebook.db")

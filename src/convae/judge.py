@@ -35,6 +35,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -51,6 +52,7 @@ from convae.checks import CheckFailed, compare
 PROTOCOL = 1
 #: set by the grading pipeline: the unix socket of a judge that runs outside the sandbox
 SOCKET_ENV = "CONVAE_JUDGE_SOCKET"
+CHAPTER_ID = re.compile(r"\d\d-[a-z0-9-]+")
 
 
 @dataclass
@@ -170,6 +172,11 @@ def load_references(chapter: str, root: Path) -> dict:
     return namespace
 
 
+def send_line(out, **msg) -> None:
+    out.write(json.dumps(msg) + "\n")
+    out.flush()
+
+
 @functools.lru_cache(maxsize=None)
 def _chapter(chapter: str, root: Path) -> tuple[dict, dict]:
     """A chapter's specifications and references, read once per process (a grading worker judges
@@ -185,10 +192,15 @@ def judge(request: dict, inp, out, root: Path | None = None) -> dict:
     """
     chapter, exercise = str(request.get("chapter")), str(request.get("exercise"))
     verdict = {"chapter": chapter, "exercise": exercise, "ok": False}
+    # The request comes from student code and names files the judge reads and runs
+    # (grading/checks/<chapter>.py): accept chapter ids and identifiers only, never a path.
+    if not CHAPTER_ID.fullmatch(chapter) or not exercise.isidentifier():
+        message = f"the hidden check was asked for an unknown exercise {exercise!r} in chapter {chapter!r}."
+        send_line(out, error=message)
+        return dict(verdict, message=message, error=True)
 
     def send(**msg):
-        out.write(json.dumps(msg) + "\n")
-        out.flush()
+        send_line(out, **msg)
 
     def finish(ok: bool, message: str) -> dict:
         verdict.update(ok=ok, message=message)

@@ -15,7 +15,7 @@ import shutil
 import nbformat
 import pytest
 
-from conftest import CHAPTERS, NBGRADER, ROOT, course_env, notebook_path, run
+from conftest import CHAPTERS, NBGRADER, course_env, notebook_path, run
 from convae.nbgrader_hooks import hidden_lines
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,6 @@ A throwaway chapter in a temporary course: its "solution notebook" defines the r
 """
 from __future__ import annotations
 
-import json
 
 import nbformat
 import pytest

@@ -77,6 +77,7 @@ def run_chapter(chapter: str, root: Path, metrics_file: Path) -> dict:
 
 def main(argv=None) -> int:
     from convae import config
+    from convae.book import chapters
     from convae.judge import course_root
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,17 +88,17 @@ def main(argv=None) -> int:
         print(f"make bench measures full mode; unset {config.ENV_VAR} and run again.", file=sys.stderr)
         return 2
     root = course_root()
-    chapters = ns.chapters or sorted(p.name for p in (root / "solutions").glob("[0-9][0-9]-*") if p.is_dir())
+    selected = ns.chapters or chapters(root)
     out = root / ns.out
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {}
-    for chapter in chapters:
+    for chapter in selected:
         print(f"[bench] {chapter} (full mode) ...", flush=True)
         results[chapter] = run_chapter(chapter, root, out.parent / f".{chapter}.metrics.jsonl")
         results[chapter]["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
         out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{'chapter':<18}{'seconds':>10}{'peak MB':>10}  metrics")
-    for chapter in chapters:
+    for chapter in selected:
         r = results[chapter]
         shown = ", ".join(f"{k}={v:.4g}" for k, v in r["metrics"].items()) or "-"
         print(f"{chapter:<18}{r['seconds']:>10.1f}{r['peak_mb']:>10.0f}  {shown}")

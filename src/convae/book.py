@@ -32,8 +32,9 @@ import nbformat
 import yaml
 from nbclient import NotebookClient
 
+from convae.judge import CHAPTER_ID  # one definition of a chapter id
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHAPTER_DIR = re.compile(r"^\d{2}-[\w-]+$")
 CELL_TIMEOUT_S = 600
 
 SOLUTION_MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
@@ -48,7 +49,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 def chapters(root: Path = REPO_ROOT) -> list[str]:
     """Chapter ids: the ``solutions/NN-topic`` folders, in course order (sorted by name)."""
     ids = sorted(p.name for p in (Path(root) / "solutions").iterdir()
-                 if p.is_dir() and CHAPTER_DIR.match(p.name))
+                 if p.is_dir() and CHAPTER_ID.fullmatch(p.name))
     for chapter_id in ids:
         if not notebook_path(chapter_id, root).is_file():
             raise FileNotFoundError(f"chapter folder without its notebook: {notebook_path(chapter_id, root)}")

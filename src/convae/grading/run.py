@@ -28,9 +28,11 @@ import threading
 import time
 from pathlib import Path
 
+from convae.book import chapters
 from convae.grading.intake import collect
 from convae.grading.sandbox import capabilities, describe, use_this_environment
 from convae.grading.worker import RESULT_PREFIX
+from convae.judge import course_root
 
 #: defaults for one notebook; override with --limit name=value (or GRADE_LIMITS="a=1 b=2" in make)
 LIMITS = {
@@ -38,16 +40,6 @@ LIMITS = {
     "memory_bytes": 6 * 2**30, "file_bytes": 256 * 2**20, "nproc": 512, "output_chars": 5_000_000,
 }
 UID_BASE = 61000
-
-
-def course_root() -> Path:
-    from convae.judge import course_root as root
-
-    return root()
-
-
-def chapters(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "solutions").glob("[0-9][0-9]-*") if p.is_dir())
 
 
 def register_chapters(root: Path, gradebook: Path, wanted: list[str], scratch: Path) -> dict:
@@ -64,9 +56,6 @@ def register_chapters(root: Path, gradebook: Path, wanted: list[str], scratch: P
                        cwd=course, check=True, capture_output=True)
         releases[chapter] = course / "notebooks" / chapter / f"{chapter}.ipynb"
     return releases
-
-
-MERGED_TABLES = ("submitted_assignment", "submitted_notebook", "grade", "comment")
 
 
 def merge(gradebook: Path, job_gradebook: Path, chapter: str, student: str) -> None:

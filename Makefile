@@ -22,7 +22,8 @@ help:
 	@echo "make book     build the course website into book/_build/_build/html"
 	@echo "make grade    grade a class: SUBMISSIONS=<folder or .zip> [WORKERS=N] -> grading/grades.csv, feedback/, log.txt"
 	@echo "make check    a student's check before submitting: NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"
-	@echo "make bench    run every chapter in full mode, write bench/results.json"
+	@echo "make bench    run every chapter in full mode (then its published anchor recipes), write bench/results.json"
+	@echo "              KERAS_BACKEND=jax: the same on JAX (installed first), write bench/results-jax.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -60,8 +61,15 @@ check: setup
 	@test -n "$(NOTEBOOK)" || { echo "usage: make check NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"; exit 2; }
 	$(VENV)/bin/nbgrader validate "$(NOTEBOOK)"
 
-bench: data
-	$(VENV)/bin/python -m convae.bench
+# make bench KERAS_BACKEND=jax: the same benchmark on JAX, installed into .venv first. The backend is
+# exported to the bench, hence to the chapter kernels and the anchor recipes it starts.
+JAX_STAMP := $(VENV)/.jax-installed
+$(JAX_STAMP): requirements-jax.txt $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-jax.txt
+	@touch $(JAX_STAMP)
+
+bench: data $(if $(filter jax,$(KERAS_BACKEND)),$(JAX_STAMP))
+	$(if $(KERAS_BACKEND),KERAS_BACKEND=$(KERAS_BACKEND) )$(VENV)/bin/python -m convae.bench
 
 clean:
 	rm -rf book/_build grading/autograded grading/feedback grading/gradebook.db grading/grades.csv grading/log.txt grading/results.json .pytest_cache

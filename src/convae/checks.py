@@ -8,6 +8,9 @@ internals of this module.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import numpy as np
 
 #: what a dtype "kind" letter means, in words for students
@@ -112,3 +115,105 @@ def expect(fn, *args, returns, kind: str | None = None, atol: float = 1e-6, call
             raise CheckFailed(f"{call} changed its input array in place; work on a copy "
                               "(e.g. `images.astype(...)` or `images.copy()`) instead.")
     return result
+
+
+# ---------------------------------------------------------------- Keras models built to a specification
+
+#: loss and metric names as Keras writes them in a compile config, snake_case
+SPARSE_CROSSENTROPY = {"sparse_categorical_crossentropy"}
+ACCURACY = {"accuracy", "acc", "sparse_categorical_accuracy"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What an exercise asks of a classifier: the checks that the visible test cell and the hidden
+    check (on the judge's rebuilt copy) both run, so a student reads the same sentence from both.
+
+    allowed: the layer classes it may use; at_least: layer class -> minimum count, where a tuple
+    of classes counts together (e.g. max or average pooling).
+    """
+
+    call: str
+    input_shape: tuple
+    n_classes: int
+    max_params: int
+    allowed: tuple
+    at_least: tuple = ()  # ((class names, count, what it is in words), ...)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _config_name(entry) -> str:
+    """A loss or metric as a compile config stores it: "accuracy", or {"class_name": ...}."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict):
+        return _snake(entry.get("class_name", "")) if entry.get("class_name") else str(entry)
+    return _snake(type(entry).__name__)
+
+
+def parameter_count(model) -> int:
+    """Trainable and non-trainable weights, counted from the weights themselves."""
+    return int(sum(int(np.prod(w.shape)) for w in model.weights))
+
+
+def model_problems(model, spec: ModelSpec) -> str | None:
+    """The first way ``model`` misses ``spec``, as a sentence; None when it meets it."""
+    import keras
+
+    call = spec.call
+    if not isinstance(model, keras.Model):
+        return f"{call} returned {describe(model)}; expected a Keras model (keras.Sequential or keras.Model)."
+    if not model.inputs:
+        return (f"{call} built a model without an input shape: start it with "
+                f"keras.Input(shape={spec.input_shape}).")
+    got_in = tuple(model.inputs[0].shape)[1:]
+    if got_in != tuple(spec.input_shape):
+        return f"{call} takes inputs of shape {got_in}; expected {tuple(spec.input_shape)} (one example, no batch axis)."
+    got_out = tuple(model.outputs[0].shape)
+    if got_out != (None, spec.n_classes):
+        return f"{call} gives outputs of shape {got_out}; expected (None, {spec.n_classes}): one score per class."
+    kinds = [type(layer).__name__ for layer in model.layers]
+    foreign = sorted({k for k in kinds if k not in spec.allowed})
+    if foreign:
+        return (f"{call} uses {', '.join(foreign)}, which this exercise does not ask for; "
+                f"use only {', '.join(spec.allowed)}.")
+    for names, count, words in spec.at_least:
+        have = sum(k in names for k in kinds)
+        if have < count:
+            return f"{call} has {have} {words}; the specification asks for at least {count}."
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if not (type(last).__name__ == "Softmax" or activation == "softmax"):
+        return (f"{call} does not end in a softmax: its last layer is a {type(last).__name__} with "
+                f"activation {activation!r}. The outputs must be probabilities that sum to 1 "
+                "(activation=\"softmax\").")
+    params = parameter_count(model)
+    if params > spec.max_params:
+        return f"{call} has {params:,} parameters; the budget is {spec.max_params:,}."
+    compiled = model.get_compile_config() if hasattr(model, "get_compile_config") else {}
+    if not compiled:
+        return (f"{call} returns a model that is not compiled: call model.compile(optimizer=\"adam\", "
+                "loss=\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"]) before returning it.")
+    loss = compiled.get("loss")
+    if _config_name(loss) not in SPARSE_CROSSENTROPY:
+        return (f"{call} is compiled with loss {_config_name(loss)!r}; the labels are integers 0-9 and the "
+                "outputs are softmax probabilities, so use loss=\"sparse_categorical_crossentropy\".")
+    if isinstance(loss, dict) and loss.get("config", {}).get("from_logits"):
+        return f"{call} uses from_logits=True, but its outputs are softmax probabilities, not logits."
+    metrics = compiled.get("metrics") or []
+    if not any(_config_name(m) in ACCURACY for m in (metrics if isinstance(metrics, list) else [metrics])):
+        return f"{call} is compiled without the accuracy metric: add metrics=[\"accuracy\"]."
+    return None
+
+
+def expect_model(build, spec: ModelSpec):
+    """Call ``build()`` and check the model against ``spec``; return the model."""
+    __tracebackhide__ = True
+    model = call_student(build, name=spec.call)
+    problem = model_problems(model, spec)
+    if problem:
+        raise CheckFailed(problem)
+    return model

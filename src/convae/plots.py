@@ -115,3 +115,29 @@ def show_feature_maps(maps, titles=None, ncols: int = 8, size: float = 1.6, cmap
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def learning_curves(histories: dict, metrics=("loss", "accuracy")):
+    """Training and validation curves of several models, one panel per metric.
+
+    ``histories`` maps a model's name to ``model.fit(...).history``. Solid lines are the training
+    set, dashed the validation set, one colour per model; epochs count from 1 as Keras prints them.
+    """
+    metrics = [m for m in metrics if any(m in h for h in histories.values())]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for colour, (name, history) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], histories.items()):
+            if metric not in history:
+                continue
+            epochs = np.arange(1, len(history[metric]) + 1)
+            ax.plot(epochs, history[metric], color=colour, marker="o", markersize=3, label=f"{name}, training")
+            if f"val_{metric}" in history:
+                ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--", marker="o",
+                        markersize=3, label=f"{name}, validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

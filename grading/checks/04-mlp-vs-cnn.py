@@ -20,9 +20,10 @@ from convae.specs import CNN_SPEC, MLP_SPEC
 #: fixed, so every submission is trained on the same images with the same seed
 TRAIN_IMAGES, HELD_OUT_IMAGES, EPOCHS, BATCH_SIZE, LEARNING_RATE, SEED = 2_000, 1_000, 2, 64, 1e-3, 4
 #: held-out accuracy a model must reach after that training. Measured on this subset: the
-#: specified MLP and CNN reach about 0.90, a 784 -> 32 -> 10 MLP and an 8-filter CNN about 0.85;
-#: a model that cannot learn stays near 0.10.
-LEARNING_THRESHOLD = 0.6
+#: specified MLP and CNN reach 0.88 and 0.90, a 784 -> 32 -> 10 MLP 0.80, a CNN with 8 filters per
+#: layer and no hidden Dense layer 0.62;
+#: a model that cannot learn (zero-initialised, dropout 0.99) stays near 0.10.
+LEARNING_THRESHOLD = 0.35
 
 
 def exactly(actual, expected, call, args):

@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # TensorFlow's Python logger prints performance hints ("... triggered tf.function retracing") when a
 # notebook predicts with several models in a loop; they are noise to a student. Errors still show.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
+# A filter, not a level: in a Jupyter kernel TensorFlow resets the level to INFO when it loads.
+logging.getLogger("tensorflow").addFilter(lambda record: record.levelno >= logging.ERROR)
 
 from convae.config import FAST, MODE, pick, subset  # noqa: E402
 

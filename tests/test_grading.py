@@ -15,10 +15,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from conftest import ROOT
-from convae.grading.corpus import attacks, load
+from convae.grading.corpus import answer, attacks, load
 
 pytestmark = pytest.mark.slow
 CHAPTER = "01-pixels"
@@ -26,6 +27,15 @@ CHAPTER = "01-pixels"
 # "WEAKER than designed" in its log, and these two checks of the confinement itself are skipped.
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the full sandbox needs root (namespaces, a separate user)")
 CELL_SECONDS = 45
+MODELS_CHAPTER = "04-mlp-vs-cnn"
+ZERO_INIT_MLP = """def build_mlp():
+    model = keras.Sequential([keras.Input(shape=(784,)),
+                              layers.Dense(512, activation="relu", kernel_initializer="zeros"), layers.Dropout(0.2),
+                              layers.Dense(512, activation="relu", kernel_initializer="zeros"), layers.Dropout(0.2),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
 
 # student -> (score, a line the run log must contain for that student, or "ok" for a clean run)
 EXPECTED = {
@@ -91,9 +101,27 @@ def corpus(tmp_path_factory):
         (submissions / rel).parent.mkdir(parents=True, exist_ok=True)
         (submissions / rel).write_bytes(data)
         files += 1
+    # Chapter 04 in the same run: Keras models judged by training, inside the sandbox's limits.
+    release4, source4 = load(MODELS_CHAPTER)
+    for name, data in {"keras-correct": answer(release4, source4),
+                       "keras-cannot-learn": answer(release4, source4, replace={"build_mlp": ZERO_INIT_MLP})}.items():
+        path = submissions / name / MODELS_CHAPTER / f"{MODELS_CHAPTER}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(data, path)
+        files += 1
     proc = grade(submissions, out)
     log = (out / "log.txt").read_text()
     return {"out": out, "log": log, "files": files, "stdout": proc.stdout, "grades": read_grades(out / "grades.csv")}
+
+
+def test_keras_models_are_judged_by_training_in_the_sandbox(corpus):
+    """A correct chapter-04 notebook gets all 14 points; a build_mlp whose hidden layers start at
+    zero meets the specification but cannot learn, and loses exactly its 3 points."""
+    grades = corpus["grades"]
+    assert float(grades[("keras-correct", MODELS_CHAPTER)]["score"]) == 14
+    assert float(grades[("keras-cannot-learn", MODELS_CHAPTER)]["score"]) == 11
+    feedback = (corpus["out"] / "feedback" / "keras-cannot-learn" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
+    assert "does not learn" in html.unescape(re.sub(r"<[^>]+>", "", feedback))
 
 
 def student_lines(log: str, student: str) -> list[str]:
@@ -122,9 +150,10 @@ def test_nothing_is_lost_count_in_equals_count_out(corpus):
     log, grades = corpus["log"], corpus["grades"]
     summary = re.search(r"# (\d+) files in, (\d+) graded, (\d+) not gradable", log)
     assert int(summary.group(1)) == corpus["files"]
-    assert int(summary.group(2)) == len(EXPECTED) and int(summary.group(3)) == 1
+    assert int(summary.group(2)) == len(EXPECTED) + 2 and int(summary.group(3)) == 1
     assert "frank\t99-nope\t- unknown chapter, ignored: frank/99-nope/99-nope.ipynb" in log
-    assert {student for student, _ in grades} == set(EXPECTED), "every student is in grades.csv, once"
+    assert {student for student, _ in grades} == set(EXPECTED) | {"keras-correct", "keras-cannot-learn"}, \
+        "every student is in grades.csv"
     header = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty,score,max_score"
     assert (corpus["out"] / "grades.csv").read_text().splitlines()[0] == header, "nbgrader's export format"
 

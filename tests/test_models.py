@@ -32,8 +32,8 @@ def mlp(*hidden, dropout=0.2, out_activation="softmax", inputs=784, initializer=
 def test_the_specified_and_smaller_models_pass():
     assert model_problems(compiled(mlp(512, 512)), MLP_SPEC) is None
     assert model_problems(compiled(mlp(32)), MLP_SPEC) is None
-    small_cnn = keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(),
-                                  layers.Conv2D(8, 3, activation="relu"), layers.AveragePooling2D(), layers.Flatten(),
+    small_cnn = keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+                                  layers.Conv2D(8, 3, activation="relu"), layers.AveragePooling2D(2), layers.Flatten(),
                                   layers.Dense(10, activation="softmax")])
     assert model_problems(compiled(small_cnn), CNN_SPEC) is None
 
@@ -52,8 +52,8 @@ def test_the_specified_and_smaller_models_pass():
      CNN_SPEC, "has 0 Conv2D layers"),
     (lambda: compiled(keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(4, 3), layers.Conv2D(4, 3), layers.Flatten(),
                                         layers.Dense(10, activation="softmax")])), CNN_SPEC, "has 0 pooling layers"),
-    (lambda: compiled(keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(4, 3), layers.MaxPooling2D(), layers.Conv2D(4, 3),
-                                        layers.MaxPooling2D(), layers.Flatten(), layers.Dense(10, activation="softmax")]),
+    (lambda: compiled(keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(4, 3), layers.MaxPooling2D(2), layers.Conv2D(4, 3),
+                                        layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")]),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)), CNN_SPEC, "from_logits=True"),
     (lambda: "a model", MLP_SPEC, "returned a str; expected a Keras model"),
 ])

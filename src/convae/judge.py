@@ -239,7 +239,8 @@ def judge(request: dict, inp, out, root: Path | None = None) -> dict:
             expected = reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
             problem = spec.verdict(actual, expected, call, args)
             if problem:
-                return finish(False, f"On new inputs drawn at grading time: {problem}")
+                where = "On the grader's own copy of your model" if "model" in result else "On new inputs drawn at grading time"
+                return finish(False, f"{where}: {problem}")
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         return finish(False, f"the hidden check got no usable answer from your function ({err}).")
     return finish(True, f"{exercise}: {len(cases)} hidden cases passed.")

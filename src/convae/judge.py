@@ -149,11 +149,27 @@ def _global_names(node: ast.stmt, filename: str) -> set[str]:
     return names
 
 
-def load_references(chapter: str, root: Path) -> dict:
+def _needed_by(name: str, definitions: list, filename: str) -> list:
+    """The definitions that ``name`` needs: itself and, transitively, the globals it uses."""
+    defining = {}
+    for node in definitions:
+        names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else [t.id for t in node.targets]
+        defining.update(dict.fromkeys(names, node))
+    keep, todo = set(), [name]
+    while todo:
+        node = defining.get(todo.pop())
+        if node is not None and id(node) not in keep:
+            keep.add(id(node))
+            todo.extend(_global_names(node, filename))
+    return [node for node in definitions if id(node) in keep]
+
+
+def load_references(chapter: str, root: Path, wanted: str | None = None) -> dict:
     """Run the definitions of the author's notebook in a fresh namespace and return it.
 
     Only the imports whose names the definitions use are run: the judge should not pay for the
-    plotting libraries a chapter imports for its figures.
+    plotting libraries a chapter imports for its figures. With ``wanted``, only that reference and
+    what it needs are defined, so judging ``best_epoch`` does not import Keras for ``build_mlp``.
     """
     path = root / "solutions" / chapter / f"{chapter}.ipynb"
     nb = json.loads(path.read_text())
@@ -164,6 +180,8 @@ def load_references(chapter: str, root: Path) -> dict:
             cell_imports, cell_definitions = _definitions_only(src)
             imports += cell_imports
             definitions += cell_definitions
+    if wanted is not None:
+        definitions = _needed_by(wanted, definitions, str(path))
     used = set().union(*(_global_names(d, str(path)) for d in definitions)) if definitions else set()
     needed = [i for i in imports if any((a.asname or a.name).split(".")[0] in used for a in i.names)]
     body = needed + definitions
@@ -178,13 +196,19 @@ def send_line(out, **msg) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _chapter(chapter: str, root: Path) -> tuple[dict, dict]:
-    """A chapter's specifications and references, read once per process (a grading worker judges
-    many submissions)."""
-    return load_exercises(chapter, root), load_references(chapter, root)
+def _exercises(chapter: str, root: Path) -> dict:
+    return load_exercises(chapter, root)
 
 
-def judge(request: dict, inp, out, root: Path | None = None) -> dict:
+@functools.lru_cache(maxsize=None)
+def _references(chapter: str, root: Path, wanted: str | None) -> dict:
+    """A chapter's references, read once per process: all of them (``wanted`` None) in the grading
+    pipeline's long-lived judge, which judges many submissions; only the one needed in the
+    one-shot judge that :func:`hidden_check` starts."""
+    return load_references(chapter, root, wanted)
+
+
+def judge(request: dict, inp, out, root: Path | None = None, one_shot: bool = False) -> dict:
     """Judge one exercise over a line-based JSON channel and return the verdict it sent.
 
     ``request`` is the client's first line: ``{"chapter": ..., "exercise": ...}``. The verdict
@@ -208,9 +232,10 @@ def judge(request: dict, inp, out, root: Path | None = None) -> dict:
         return verdict
 
     try:
-        exercises, references = _chapter(chapter, Path(root or course_root()))
-        spec = exercises[exercise]
-        reference = references[spec.reference or exercise]
+        root = Path(root or course_root())
+        spec = _exercises(chapter, root)[exercise]
+        name = spec.reference or exercise
+        reference = _references(chapter, root, name if one_shot else None)[name]
     except Exception as err:
         message = (f"the hidden check for {exercise!r} in chapter {chapter} could not start "
                    f"({type(err).__name__}: {err}). This is not your fault: tell your instructor.")
@@ -354,7 +379,7 @@ def main(argv=None) -> int:
     """One judgement over stdin/stdout (what :func:`hidden_check` starts outside the pipeline)."""
     sys.dont_write_bytecode = True  # leave no __pycache__ in grading/checks
     request = json.loads(sys.stdin.readline() or "{}")
-    verdict = judge(request, sys.stdin, sys.stdout)
+    verdict = judge(request, sys.stdin, sys.stdout, one_shot=True)
     return 0 if verdict["ok"] else 1
 
 

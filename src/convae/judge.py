@@ -78,6 +78,12 @@ class Exercise:
         return compare(actual, expected, call, kind=self.kind, atol=self.atol)
 
 
+def exactly(actual, expected, call, args):
+    """A judge for answers that must match exactly (counts, sizes, indices, copied pixels): no
+    relative tolerance, which would forgive an off-by-a-few on millions."""
+    return compare(actual, expected, call, atol=0, rtol=0)
+
+
 # ---------------------------------------------------------------- encoding (no pickles, ever)
 
 def encode(value) -> str:

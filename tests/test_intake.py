@@ -45,3 +45,82 @@ def test_a_zip_with_one_wrapping_folder_and_unsafe_paths(tmp_path):
     intake = collect(archive, CHAPTERS, tmp_path / "scratch")
     assert sorted((j.student, j.chapter) for j in intake.jobs) == [("amy", "01-pixels"), ("bo", "01-pixels")]
     assert intake.problems == ["?\t?\t- unsafe path in the zip, ignored: /etc/evil.ipynb"]
+
+
+def test_links_and_special_files_are_refused_and_named(tmp_path):
+    """Only regular files inside the submissions are read: a symbolic link to the solution (the file
+    or a folder above it), a fifo, a socket or a hard link is refused with a line naming it."""
+    import os
+    import socket
+    outside = tmp_path / "solutions" / "01-pixels"
+    outside.mkdir(parents=True)
+    secret = outside / "01-pixels.ipynb"
+    secret.write_text('{"the": "solution"}')
+    subs = tmp_path / "subs"
+    for student in ("amy", "bo", "cy", "dee", "eve", "fay"):
+        (subs / student / "01-pixels").mkdir(parents=True)
+    (subs / "amy" / "01-pixels" / "01-pixels.ipynb").write_text("{}")  # the one honest student
+    (subs / "bo" / "01-pixels" / "01-pixels.ipynb").symlink_to(secret)
+    os.rmdir(subs / "cy" / "01-pixels")
+    (subs / "cy" / "01-pixels").symlink_to(outside, target_is_directory=True)
+    (subs / "mal").symlink_to(tmp_path / "solutions", target_is_directory=True)  # a whole student folder
+    os.mkfifo(subs / "dee" / "01-pixels" / "01-pixels.ipynb")
+    os.link(secret, subs / "eve" / "01-pixels" / "01-pixels.ipynb")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(subs / "fay" / "01-pixels" / "01-pixels.ipynb"))
+        intake = collect(subs, CHAPTERS, tmp_path / "scratch")
+    assert [(j.student, j.chapter, j.origin) for j in intake.jobs] == [("amy", "01-pixels", "amy/01-pixels/01-pixels.ipynb")]
+    only = "only regular files are graded"
+    assert intake.problems == [  # in the order of the walk: the top folder first
+        f"mal\t?\t- refused, not read: mal (a symbolic link to a folder, not followed; {only})",
+        f"bo\t01-pixels\t- refused, not read: bo/01-pixels/01-pixels.ipynb (a symbolic link; {only})",
+        f"cy\t01-pixels\t- refused, not read: cy/01-pixels (a symbolic link to a folder, not followed; {only})",
+        f"dee\t01-pixels\t- refused, not read: dee/01-pixels/01-pixels.ipynb (a fifo; {only})",
+        "eve\t01-pixels\t- refused, not read: eve/01-pixels/01-pixels.ipynb "
+        "(a hard link, one of 2 names of one file; hand in a copy)",
+        f"fay\t01-pixels\t- refused, not read: fay/01-pixels/01-pixels.ipynb (a socket; {only})",
+    ]
+    assert len(intake.files) == 7, "every refused entry is counted as a file in"
+    copied = [p.read_text() for p in (tmp_path / "scratch").rglob("*") if p.is_file()]
+    assert copied == ["{}"], "nothing from outside the submissions was copied"
+
+
+def test_a_file_swapped_for_a_link_after_the_walk_is_not_followed(tmp_path):
+    """The copy opens the name with O_NOFOLLOW in the folder the walk holds open: a path replaced by
+    a link between looking and reading (a race the student can run) is refused, not read."""
+    import os
+
+    from convae.grading.intake import stage
+    (tmp_path / "secret.ipynb").write_text("solution")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "nb.ipynb").symlink_to(tmp_path / "secret.ipynb")
+    fd = os.open(tmp_path / "sub", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        copy, problem = stage("nb.ipynb", fd, tmp_path / "copy.ipynb")
+    finally:
+        os.close(fd)
+    assert copy is None and problem.startswith("could not be opened without following links")
+    assert not (tmp_path / "copy.ipynb").exists()
+
+
+def test_a_zip_entry_that_is_a_link_or_device_is_refused(tmp_path):
+    import stat
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("amy/01-pixels/01-pixels.ipynb", "{}")
+        for name, mode in (("bo/01-pixels/01-pixels.ipynb", stat.S_IFLNK | 0o777),
+                           ("cy/01-pixels/01-pixels.ipynb", stat.S_IFIFO | 0o644),
+                           ("dee/01-pixels/01-pixels.ipynb", stat.S_IFCHR | 0o644)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            info.create_system = 3  # Unix
+            zf.writestr(info, "../../../../solutions/01-pixels/01-pixels.ipynb")  # a link's target is its content
+    intake = collect(archive, CHAPTERS, tmp_path / "scratch")
+    assert [(j.student, j.chapter) for j in intake.jobs] == [("amy", "01-pixels")]
+    only = "(only regular files are graded)"
+    assert intake.problems == [
+        f"?\t?\t- a symbolic link in the zip, ignored: bo/01-pixels/01-pixels.ipynb {only}",
+        f"?\t?\t- a fifo in the zip, ignored: cy/01-pixels/01-pixels.ipynb {only}",
+        f"?\t?\t- a character device in the zip, ignored: dee/01-pixels/01-pixels.ipynb {only}",
+    ]
+    assert not any(p.is_symlink() for p in (tmp_path / "scratch").rglob("*")), "no link was created"

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from convae.checks import model_problems
+from convae.checks import model_layers, model_problems
 from convae.judge import Exercise, exactly
 from convae.specs import CNN_SPEC, MLP_SPEC
 
@@ -48,7 +48,7 @@ def held_out_accuracy(model) -> float:
     x, y, x_held, y_held = training_subset()
     shape = tuple(model.inputs[0].shape[1:])
     x, x_held = x.reshape((len(x), *shape)), x_held.reshape((len(x_held), *shape))
-    for layer in model.layers:
+    for layer in model_layers(model):  # nested models included
         if isinstance(layer, keras.layers.BatchNormalization):
             # Keras's default momentum 0.99 needs hundreds of steps before the moving averages used
             # at prediction time mean anything; this short training has 63.

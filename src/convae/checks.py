@@ -118,10 +118,18 @@ def expect(fn, *args, returns, kind: str | None = None, atol: float = 1e-6, call
 
 
 # ---------------------------------------------------------------- Keras models built to a specification
+#
+# A model is judged by the layers the student chose, found by walking its graph: nested models (a
+# Sequential inside a Sequential, an encoder and a decoder composed into one model) are flattened,
+# and an InputLayer is not a choice (keras.Model(inputs, outputs) lists one, a Sequential does not).
+# The same walk runs in the student's kernel (visible check) and in the judge, on the copy rebuilt
+# from the model's .keras file, so both read the same sentence.
 
 #: loss and metric names as Keras writes them in a compile config, snake_case
 SPARSE_CROSSENTROPY = {"sparse_categorical_crossentropy"}
 ACCURACY = {"accuracy", "acc", "sparse_categorical_accuracy"}
+#: layers that only rearrange numbers: a sigmoid before a Reshape still gives pixels in [0, 1]
+SHAPE_ONLY = {"Reshape", "Flatten", "Permute", "Cropping2D"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class ModelSpec:
     max_params: int
     allowed: tuple
     at_least: tuple = ()  # ((class names, count, what it is in words), ...)
+    args: tuple = ()  # what the visible check passes to the student's function
 
 
 def _snake(name: str) -> str:
@@ -146,10 +155,14 @@ def _snake(name: str) -> str:
 
 
 def _config_name(entry) -> str:
-    """A loss or metric as a compile config stores it: "accuracy", or {"class_name": ...}."""
+    """A loss or metric as a compile config stores it: "accuracy", {"class_name": "BinaryCrossentropy",
+    ...}, or a plain function such as keras.losses.binary_crossentropy ({"class_name": "function",
+    "config": "binary_crossentropy"})."""
     if isinstance(entry, str):
         return entry
     if isinstance(entry, dict):
+        if entry.get("class_name") == "function" and isinstance(entry.get("config"), str):
+            return entry["config"]
         return _snake(entry.get("class_name", "")) if entry.get("class_name") else str(entry)
     return _snake(type(entry).__name__)
 
@@ -159,60 +172,181 @@ def parameter_count(model) -> int:
     return int(sum(int(np.prod(w.shape)) for w in model.weights))
 
 
-def model_problems(model, spec: ModelSpec) -> str | None:
-    """The first way ``model`` misses ``spec``, as a sentence; None when it meets it."""
+def _built_from_config(model) -> bool:
+    """A Sequential or functional model: Keras can save and rebuild it from its configuration."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    return type(model) in (keras.Sequential, Functional)
+
+
+def model_layers(model, *, with_models: bool = False) -> list:
+    """The layers a student chose, nested models flattened in order; no InputLayer.
+
+    ``with_models`` also lists the nested models themselves, each before its layers.
+    """
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            found += [layer] * with_models + model_layers(layer, with_models=with_models)
+        else:
+            found.append(layer)
+    return found
+
+
+@dataclass(eq=False)
+class Step:
+    """One call of a layer in a model's graph, nested models flattened. ``parents`` are the steps
+    whose outputs it takes (``None`` stands for the model's input); ``shape`` is its output shape
+    without the batch axis."""
+
+    layer: object
+    parents: list
+    shape: tuple
+
+
+def model_graph(model) -> Step | None:
+    """The step that computes a one-input, one-output model's output (``None``: the input itself).
+
+    Walks back from the output tensor through the graph Keras recorded; a nested model's step is
+    replaced by the steps inside it, its inputs bound to the steps that feed it.
+    """
+    import keras
+
+    memo, scopes = {}, []
+
+    def producer(tensor, bound):
+        if id(tensor) in bound:
+            return bound[id(tensor)]
+        operation, node_index, tensor_index = tensor._keras_history
+        if isinstance(operation, keras.layers.InputLayer):
+            raise ValueError(f"the graph has an input {operation.name!r} that is not the model's input")
+        node = operation._inbound_nodes[node_index]
+        key = (id(node), id(bound))
+        if key not in memo:
+            parents = [producer(t, bound) for t in node.input_tensors]
+            if isinstance(operation, keras.Model):
+                inner = {id(t): p for t, p in zip(operation.inputs, parents)}
+                scopes.append(inner)  # keeps the dict alive, so its id is not reused for another scope
+                memo[key] = [producer(t, inner) for t in operation.outputs]
+            else:
+                memo[key] = Step(operation, parents, tuple(node.output_tensors[0].shape)[1:])
+        found = memo[key]
+        return found[tensor_index] if isinstance(found, list) else found
+
+    return producer(model.outputs[0], {id(model.inputs[0]): None})
+
+
+def _activation(layer) -> str | None:
+    kind = type(layer).__name__
+    if kind in ("Softmax", "ReLU"):
+        return kind.lower()
+    return getattr(getattr(layer, "activation", None), "__name__", None)
+
+
+def _final_layer(output: Step | None):
+    """The layer that sets the output's values: shape-only layers at the end are looked through."""
+    while output is not None and type(output.layer).__name__ in SHAPE_ONLY and len(output.parents) == 1:
+        output = output.parents[0]
+    return None if output is None else output.layer
+
+
+def _construction_problem(model, call: str) -> str | None:
+    """A model the grader cannot rebuild from its configuration (a subclass, a custom or Lambda layer)."""
+    import keras
+
+    rewrite = ("Write it as keras.Sequential([...]) or with the functional API (inputs = keras.Input(...); "
+               "outputs = layer(...)(inputs) ...; keras.Model(inputs, outputs)), with built-in Keras layers.")
+    for where, layer in [("returns", model)] + [("contains", m) for m in model_layers(model, with_models=True)]:
+        name = type(layer).__name__
+        if isinstance(layer, keras.Model) and not _built_from_config(layer):
+            return (f"{call} {where} a subclassed model (class {name}, with its own call()): the grader rebuilds "
+                    f"every model from its saved configuration, and a subclass has none that it can rebuild. {rewrite}")
+        if name == "Lambda":
+            return (f"{call} uses a Lambda layer: the grader rebuilds models in safe mode, which does not run the "
+                    "Python code a Lambda holds. Use a built-in layer instead (Reshape, Flatten, Activation, ...).")
+        if not type(layer).__module__.startswith("keras."):
+            return (f"{call} uses a layer class of your own ({name}): the grader rebuilds models in safe mode, "
+                    f"from built-in Keras layers only. {rewrite}")
+    return None
+
+
+def _compile_problem(model, call: str, losses: set, words: str, advice: str) -> tuple[str | None, dict]:
+    compiled = model.get_compile_config() if hasattr(model, "get_compile_config") else {}
+    if not compiled:
+        return f"{call} returns a model that is not compiled: call {advice} before returning it.", {}
+    loss = compiled.get("loss")
+    if _config_name(loss) not in losses:
+        return f"{call} is compiled with loss {_config_name(loss)!r}; {words}", compiled
+    if isinstance(loss, dict) and isinstance(loss.get("config"), dict) and loss["config"].get("from_logits"):
+        return f"{call} uses from_logits=True, but its outputs are probabilities, not logits.", compiled
+    return None, compiled
+
+
+def model_problems(model, spec) -> str | None:
+    """The first way ``model`` misses ``spec`` (a :class:`ModelSpec`), as a sentence; None when it meets it."""
     import keras
 
     call = spec.call
     if not isinstance(model, keras.Model):
         return f"{call} returned {describe(model)}; expected a Keras model (keras.Sequential or keras.Model)."
-    if not model.inputs:
+    problem = _construction_problem(model, call)
+    if problem:
+        return problem
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except AttributeError:  # a Sequential model given no input shape has neither yet
+        inputs = outputs = []
+    if not inputs:
         return (f"{call} built a model without an input shape: start it with "
                 f"keras.Input(shape={spec.input_shape}).")
-    got_in = tuple(model.inputs[0].shape)[1:]
+    if len(inputs) != 1 or len(outputs) != 1:
+        return f"{call} builds a model with {len(inputs)} inputs and {len(outputs)} outputs; expected one of each."
+    got_in = tuple(inputs[0].shape)[1:]
     if got_in != tuple(spec.input_shape):
         return f"{call} takes inputs of shape {got_in}; expected {tuple(spec.input_shape)} (one example, no batch axis)."
-    got_out = tuple(model.outputs[0].shape)
+    kinds = [type(layer).__name__ for layer in model_layers(model)]
+    got_out = tuple(outputs[0].shape)
     if got_out != (None, spec.n_classes):
         return f"{call} gives outputs of shape {got_out}; expected (None, {spec.n_classes}): one score per class."
-    kinds = [type(layer).__name__ for layer in model.layers]
     foreign = sorted({k for k in kinds if k not in spec.allowed})
     if foreign:
         return (f"{call} uses {', '.join(foreign)}, which this exercise does not ask for; "
                 f"use only {', '.join(spec.allowed)}.")
+    output = model_graph(model)
     for names, count, words in spec.at_least:
         have = sum(k in names for k in kinds)
         if have < count:
             return f"{call} has {have} {words}; the specification asks for at least {count}."
-    last = model.layers[-1]
-    activation = getattr(getattr(last, "activation", None), "__name__", None)
-    if not (type(last).__name__ == "Softmax" or activation == "softmax"):
+    last = _final_layer(output)
+    if _activation(last) != "softmax":
         return (f"{call} does not end in a softmax: its last layer is a {type(last).__name__} with "
-                f"activation {activation!r}. The outputs must be probabilities that sum to 1 "
+                f"activation {_activation(last)!r}. The outputs must be probabilities that sum to 1 "
                 "(activation=\"softmax\").")
     params = parameter_count(model)
     if params > spec.max_params:
         return f"{call} has {params:,} parameters; the budget is {spec.max_params:,}."
-    compiled = model.get_compile_config() if hasattr(model, "get_compile_config") else {}
-    if not compiled:
-        return (f"{call} returns a model that is not compiled: call model.compile(optimizer=\"adam\", "
-                "loss=\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"]) before returning it.")
-    loss = compiled.get("loss")
-    if _config_name(loss) not in SPARSE_CROSSENTROPY:
-        return (f"{call} is compiled with loss {_config_name(loss)!r}; the labels are integers 0-9 and the "
-                "outputs are softmax probabilities, so use loss=\"sparse_categorical_crossentropy\".")
-    if isinstance(loss, dict) and loss.get("config", {}).get("from_logits"):
-        return f"{call} uses from_logits=True, but its outputs are softmax probabilities, not logits."
+    problem, compiled = _compile_problem(
+        model, call, SPARSE_CROSSENTROPY,
+        "the labels are integers 0-9 and the outputs are softmax probabilities, so use "
+        "loss=\"sparse_categorical_crossentropy\".",
+        "model.compile(optimizer=\"adam\", loss=\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"])")
+    if problem:
+        return problem
     metrics = compiled.get("metrics") or []
     if not any(_config_name(m) in ACCURACY for m in (metrics if isinstance(metrics, list) else [metrics])):
         return f"{call} is compiled without the accuracy metric: add metrics=[\"accuracy\"]."
     return None
 
 
-def expect_model(build, spec: ModelSpec):
-    """Call ``build()`` and check the model against ``spec``; return the model."""
+def expect_model(build, spec):
+    """Call ``build()`` and check the model against ``spec`` (a ModelSpec); return it."""
     __tracebackhide__ = True
-    model = call_student(build, name=spec.call)
+    model = call_student(build, *spec.args, name=spec.call)
     problem = model_problems(model, spec)
     if problem:
         raise CheckFailed(problem)

@@ -54,6 +54,7 @@ EXPECTED = {
     "memory-bomb": (12, "- memory: cell student-2 ran out of memory (MemoryError)"),
     "output-flood": (12, "- output: cell student-2 printed too much; its output was cut"),
     "stderr-noise": (12, "ok"),
+    "html-payloads": (12, "ok"),  # feedback payloads (see test_feedback_pages_run_no_student_code)
     "edited-test": (10, "- edited locked cell normalise_check: restored from the release before grading"),
     "deleted-test": (12, "- missing cell normalise_check: restored from the release before grading"),
     "duplicated-test": (12, "- duplicated graded cell normalise_check (2 copies): the first is graded, "
@@ -101,6 +102,10 @@ def corpus(tmp_path_factory):
         (submissions / rel).parent.mkdir(parents=True, exist_ok=True)
         (submissions / rel).write_bytes(data)
         files += 1
+    # a student who links the solution instead of handing in work (a shared exchange folder is writable)
+    (submissions / "linked" / CHAPTER).mkdir(parents=True)
+    (submissions / "linked" / CHAPTER / f"{CHAPTER}.ipynb").symlink_to(ROOT / "solutions" / CHAPTER / f"{CHAPTER}.ipynb")
+    files += 1
     # Chapter 04 in the same run: Keras models judged by training, inside the sandbox's limits.
     release4, source4 = load(MODELS_CHAPTER)
     for name, data in {"keras-correct": answer(release4, source4),
@@ -112,6 +117,17 @@ def corpus(tmp_path_factory):
     proc = grade(submissions, out)
     log = (out / "log.txt").read_text()
     return {"out": out, "log": log, "files": files, "stdout": proc.stdout, "grades": read_grades(out / "grades.csv")}
+
+
+def test_feedback_pages_run_no_student_code(corpus):
+    """The page the grader wrote for a notebook full of script, event-handler, javascript:-URL,
+    frame, form, SVG, widget and metadata payloads (in markdown and in outputs its code displayed)
+    holds none of them, and still shows the student's harmless text, table, image and HTML."""
+    from test_feedback import active_content, harmless_content_shows
+    page = (corpus["out"] / "feedback" / "html-payloads" / CHAPTER / f"{CHAPTER}.html").read_text()
+    assert "Score: 12.0 / 12.0" in page, "a real nbgrader feedback page, not the grader's failure page"
+    assert active_content(page) == []
+    assert harmless_content_shows(page) == []
 
 
 def test_keras_models_are_judged_by_training_in_the_sandbox(corpus):
@@ -150,8 +166,12 @@ def test_nothing_is_lost_count_in_equals_count_out(corpus):
     log, grades = corpus["log"], corpus["grades"]
     summary = re.search(r"# (\d+) files in, (\d+) graded, (\d+) not gradable", log)
     assert int(summary.group(1)) == corpus["files"]
-    assert int(summary.group(2)) == len(EXPECTED) + 2 and int(summary.group(3)) == 1
+    assert int(summary.group(2)) == len(EXPECTED) + 2 and int(summary.group(3)) == 2
     assert "frank\t99-nope\t- unknown chapter, ignored: frank/99-nope/99-nope.ipynb" in log
+    # a link to the solution is never read: the student is not graded, and the log names the link
+    assert ("linked\t01-pixels\t- refused, not read: linked/01-pixels/01-pixels.ipynb "
+            "(a symbolic link; only regular files are graded)") in log
+    assert not any(line.startswith("linked\t01-pixels\t") and "/12" in line for line in log.splitlines())
     assert {student for student, _ in grades} == set(EXPECTED) | {"keras-correct", "keras-cannot-learn"}, \
         "every student is in grades.csv"
     header = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty,score,max_score"

@@ -136,6 +136,72 @@ STDERR_NOISE = ("import sys, warnings\n\ndef normalise(images):\n"
                 "    return images / 255.0\n")
 
 
+# Feedback pages: student HTML that must stay inert when the instructor opens the page. Each payload
+# sets document.title to PWNED-<name> if it ever runs (what a browser check looks for); the harmless
+# content around them (text, a table, a plain image, bold HTML output) must still show.
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+HARMLESS_MARKDOWN = ("The mean image looks like a blurred seven.\n\n| digit | count |\n|---|---|\n| 7 | 1028 |\n\n"
+                     f"![a plain image](data:image/png;base64,{PNG_1PX})\n")
+
+
+def _pwn(name: str) -> str:
+    return f"document.title='PWNED-{name}'"
+
+
+MARKDOWN_PAYLOADS = "\n\n".join([
+    f"<img src=x onerror=\"{_pwn('img-onerror')}\">",
+    f"<script>{_pwn('script')}</script>",
+    f"[a markdown link](javascript:{_pwn('md-link')})",
+    f"<a href=\"javascript:{_pwn('a-href')}\">an html link</a>",
+    f"<a href=\"jav&#x09;ascript&colon;{_pwn('a-entities')}\">an obfuscated link</a>",
+    f"<svg onload=\"{_pwn('svg-onload')}\"><script>{_pwn('svg-script')}</script></svg>",
+    "<iframe src=\"data:text/html;base64,PHNjcmlwdD5wYXJlbnQuZG9jdW1lbnQudGl0bGU9J1BXTkVELWlmcmFtZSc8L3NjcmlwdD4=\"></iframe>",
+    f"<iframe srcdoc=\"<script>parent.{_pwn('srcdoc')}</script>\"></iframe>",
+    f"<object data=\"javascript:{_pwn('object')}\"></object><embed src=\"javascript:{_pwn('embed')}\">",
+    f"<form action=\"javascript:{_pwn('form')}\"><button>send</button></form>",
+    f"<meta http-equiv=\"refresh\" content=\"0;url=javascript:{_pwn('meta-refresh')}\">",
+    "<base href=\"https://evil.example/\">",
+    f"<style>body {{ background: url(\"javascript:{_pwn('style-tag')}\") }}</style>",
+    f"<div style=\"background-image: url(javascript:{_pwn('style-attr')}); width: expression({_pwn('expr')})\">styled</div>",
+    f"<details open ontoggle=\"{_pwn('details')}\"><summary>s</summary></details>",
+    "<a id=MathJax></a><a id=MathJax name=root href=\"https://evil.example/mathjax\">clobber</a>",
+    f"<math><mtext><table><mglyph><style><img src=x onerror=\"{_pwn('mxss')}\"></style></mglyph></table></mtext></math>",
+    f"<img src=\"x\" alt=\"a\" title='\"><img src=x onerror={_pwn('attr-break')}>'>",
+    f"$\\href{{javascript:{_pwn('tex-href')}}}{{maths link}}$",
+])
+# (data, metadata) of outputs the student's code displays: what IPython.display.HTML, SVG,
+# Javascript, Markdown, Latex and widgets send, plus metadata the template writes into attributes
+OUTPUT_PAYLOADS = [
+    ({"text/html": f"<b>harmless bold output</b><script>{_pwn('html-script')}</script>"}, {}),
+    ({"text/html": f"<img src=x onerror=\"{_pwn('html-img')}\">"}, {}),
+    ({"text/html": f"<p>isolated</p><script>{_pwn('html-isolated')}</script>"}, {"text/html": {"isolated": True}}),
+    ({"image/svg+xml": f"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"{_pwn('svg-output')}\">"
+                       f"<script>{_pwn('svg-output-script')}</script><circle r=\"5\"/></svg>"}, {}),
+    ({"application/javascript": _pwn("javascript-output"), "text/plain": "<IPython.core.display.Javascript object>"}, {}),
+    ({"text/markdown": f"[markdown output link](javascript:{_pwn('markdown-output')})"}, {}),
+    ({"text/latex": f"$\\href{{javascript:{_pwn('latex-output')}}}{{x}}$"}, {}),
+    ({"application/vnd.jupyter.widget-view+json": {"model_id": "0", "version_major": 2, "version_minor": 0},
+      "text/plain": "a widget"}, {}),
+    ({"image/png": PNG_1PX}, {"image/png": {"width": f"1 onerror={_pwn('png-width')}", "height": 1}}),
+    ({"text/html": "<p>x</p>"}, {"image/png": {"filenames": f"javascript:{_pwn('filenames')}"}}),
+]
+PRINT_PAYLOAD = f"print(\"<script>{_pwn('stdout')}</script>\")\n"
+
+
+def with_feedback_payloads(nb):
+    """A copy of ``nb`` with a markdown cell of payloads and harmless content, and a code cell that
+    displays every output payload (the kernel, not the file, makes the outputs the grader renders)."""
+    code = ("import json\nfrom IPython.display import display\n"
+            f"for data, metadata in json.loads({json.dumps(json.dumps(OUTPUT_PAYLOADS))}):\n"
+            "    display(data, raw=True, metadata=metadata)\n" + PRINT_PAYLOAD)
+    nb = with_cell(nb, code)
+    index = next(i for i, c in enumerate(nb.cells) if c.get("id", "").startswith("student-"))  # the cell just added
+    markdown = nbformat.v4.new_markdown_cell(HARMLESS_MARKDOWN + "\n" + MARKDOWN_PAYLOADS)
+    markdown["id"] = "student-payloads"
+    nb.cells.insert(index + 1, markdown)
+    return nb
+
+
 def attacks(release, source) -> dict[str, bytes]:
     """Every case of the chapter-01 corpus: name -> the submitted notebook's bytes."""
     full = answer(release, source)
@@ -155,6 +221,7 @@ def attacks(release, source) -> dict[str, bytes]:
         "memory-bomb": with_cell(full, MEMORY_BOMB),
         "output-flood": with_cell(full, OUTPUT_FLOOD),
         "stderr-noise": answer(release, source, replace={"normalise": STDERR_NOISE}),
+        "html-payloads": with_feedback_payloads(full),
     }
     edited = copy.deepcopy(full)
     for cell in edited.cells:

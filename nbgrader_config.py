@@ -11,6 +11,7 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
                                     IgnorePattern, LimitOutput, SaveAutoGrades)
 
+from convae.feedback import SafeFeedbackExporter
 from convae.nbgrader_hooks import LimitedExecute, ScrubHiddenTestsFromOutputs, StderrIsNotAnError
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
@@ -45,3 +46,6 @@ c.OverwriteCells.add_missing_cells = True
 c.GenerateFeedback.preprocessors = [
     GetGrades, ScrubHiddenTestsFromOutputs, ClearHiddenTests, CSSHTMLHeaderPreprocessor,
 ]
+# The instructor opens feedback in the browser that holds their JupyterHub session: nothing the
+# student wrote or displayed may run there (no script, event handler, javascript: URL, frame, form).
+c.GenerateFeedback.exporter_class = SafeFeedbackExporter

@@ -13,9 +13,9 @@ import keras
 import pytest
 from keras import layers
 
-from convae.checks import CheckFailed, model_layers, model_problems
+from convae.checks import CheckFailed, expect_model, model_layers, model_problems
 from convae.judge import hidden_check
-from convae.specs import CNN_SPEC, MLP_SPEC
+from convae.specs import CNN_SPEC, CONV_AE_SPEC, MLP_SPEC, dense_autoencoder_spec
 from convae.training import one_cycle_rate
 
 
@@ -137,16 +137,39 @@ def cnn_stack():
             layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")]
 
 
+def dense_ae_stack(code=32, hidden="relu", code_activation="relu", output="sigmoid", width=256, name="code"):
+    return [layers.Dense(width, activation=hidden), layers.Dense(code, activation=code_activation, name=name),
+            layers.Dense(width, activation="relu"), layers.Dense(784, activation=output)]
+
+
+def conv_ae_stack(code=32, output="sigmoid"):
+    """Strided convolutions, a Dense code, Conv2DTranspose back up: 120,769 parameters at code 32."""
+    return [layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"), layers.Flatten(),
+            layers.Dense(code, activation="relu", name="code"), layers.Dense(7 * 7 * 32, activation="relu"),
+            layers.Reshape((7, 7, 32)), layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2D(1, 3, padding="same", activation=output)]
+
+
+def ae_compiled(model, loss="binary_crossentropy"):
+    model.compile(optimizer="adam", loss=loss)
+    return model
+
+
 STYLES = ("sequential", "functional", "nested", "composed")
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_sequential_functional_and_nested_models_are_judged_alike(style, tmp_path):
     """keras.Model(inputs, outputs) lists an InputLayer, a Sequential does not; nested models are
-    looked into. The chapter-04 classifiers, in each style, pass
+    looked into. The chapter-04 classifiers and the chapter-05 autoencoders, in each style, pass
     here and on the copy rebuilt from their .keras file."""
     assert judged(compiled(styled(style, (784,), mlp_stack(), 2)), MLP_SPEC, tmp_path) is None
     assert judged(compiled(styled(style, (28, 28, 1), cnn_stack(), 4)), CNN_SPEC, tmp_path) is None
+    assert judged(ae_compiled(styled(style, (784,), dense_ae_stack(), 2)), dense_autoencoder_spec(32), tmp_path) is None
+    assert judged(ae_compiled(styled(style, (28, 28, 1), conv_ae_stack(), 4), loss="mse"), CONV_AE_SPEC,
+                  tmp_path) is None
 
 
 def test_a_rule_is_enforced_inside_nested_models_too(tmp_path):
@@ -186,8 +209,10 @@ def called(model, shape):
 @pytest.mark.parametrize("model, spec, message", [
     (lambda: compiled(called(SmallCNN(), (28, 28, 1))), CNN_SPEC,
      r"returns a subclassed model \(class SmallCNN, .*keras.Sequential\(\[...\]\) or with the functional API"),
-    (lambda: compiled(keras.Sequential([keras.Input((784,)), SmallCNN(32, "relu"), layers.Dense(10, activation="softmax")])),
-     MLP_SPEC, r"contains a subclassed model \(class SmallCNN"),
+    (lambda: ae_compiled(called(SmallCNN(784, "sigmoid"), (784,))), dense_autoencoder_spec(32),
+     "returns a subclassed model"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), SmallCNN(32, "relu"), layers.Dense(784, activation="sigmoid")])),
+     dense_autoencoder_spec(32), r"contains a subclassed model \(class SmallCNN"),
     (lambda: compiled(keras.Sequential([keras.Input((784,)), Doubling(), layers.Dense(10, activation="softmax")])),
      MLP_SPEC, r"uses a layer class of your own \(Doubling\)"),
     (lambda: compiled(keras.Sequential([keras.Input((784,)), layers.Lambda(lambda x: x / 2),
@@ -201,3 +226,111 @@ def called(model, shape):
 def test_models_the_grader_cannot_rebuild_get_a_sentence(model, spec, message):
     problem = model_problems(model(), spec)
     assert problem is not None and re.search(message, problem), problem
+
+
+# ---------------------------------------------------------------- autoencoders (chapter 05)
+
+def skip_by_adding():
+    inputs = keras.Input((784,))
+    code = layers.Dense(32, activation="relu", name="code")(layers.Dense(256, activation="relu")(inputs))
+    decoded = layers.Dense(784, activation="sigmoid")(layers.Dense(256, activation="relu")(code))
+    return keras.Model(inputs, layers.Add(name="add_input")([decoded, inputs]))
+
+
+def skip_by_concatenating():
+    inputs = keras.Input((784,))
+    hidden = layers.Dense(256, activation="relu", name="hidden")(inputs)
+    code = layers.Dense(32, activation="relu", name="code")(hidden)
+    joined = layers.Concatenate(name="join")([code, hidden])
+    return keras.Model(inputs, layers.Dense(784, activation="sigmoid", name="pixels")(joined))
+
+
+def two_codes():
+    encoder = keras.Sequential(dense_ae_stack()[:2], name="encoder")
+    decoder = keras.Sequential([layers.Dense(256, activation="relu", name="code"), layers.Dense(784, activation="sigmoid")])
+    return keras.Sequential([keras.Input((784,)), encoder, decoder])
+
+
+def conv_encoder(code=32):
+    return [layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"), layers.Flatten(),
+            layers.Dense(code, activation="relu", name="code")]
+
+
+AE32 = dense_autoencoder_spec(32)
+
+
+@pytest.mark.parametrize("model, spec, message", [
+    (lambda: ae_compiled(keras.Sequential([keras.Input((28, 28)), layers.Flatten(), *dense_ae_stack()])), AE32,
+     r"inputs of shape \(28, 28\); expected \(784,\)"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack()[:3], layers.Dense(10, activation="sigmoid")])),
+     AE32, r"outputs of shape \(None, 10\); expected \(None, 784\): an autoencoder reconstructs its input"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(name="bottleneck")])), AE32,
+     r"has no layer named 'code': .*layers.Dense\(32, activation=\"relu\", name=\"code\"\)"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(code=16)])), AE32,
+     r"layer 'code' outputs \(16,\) \(16 numbers per image\); the code must hold exactly 32 numbers"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((28, 28, 1)), *conv_encoder(code=64), *conv_ae_stack()[4:]])),
+     CONV_AE_SPEC, r"layer 'code' outputs \(64,\) \(64 numbers per image\); the code must hold exactly 32"),
+    (lambda: ae_compiled(two_codes()), AE32, "uses a layer named 'code' 2 times"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(hidden=None, code_activation=None)])),
+     AE32, r"encoder is linear .* no more than PCA"),
+    (lambda: ae_compiled(skip_by_adding()), AE32, r"skips the layer 'code' \(input -> add_input\)"),
+    (lambda: ae_compiled(skip_by_concatenating()), AE32, r"skips the layer 'code' \(input -> hidden -> join -> pixels\)"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(output="relu")])), AE32,
+     "does not end in a sigmoid: its last layer is a Dense with activation 'relu'"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(output=None)])), AE32,
+     "does not end in a sigmoid: its last layer is a Dense with activation 'linear'"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(width=1024)])), AE32,
+     "has 1,674,032 parameters; the budget is 632,000"),
+    (lambda: keras.Sequential([keras.Input((784,)), *dense_ae_stack()]), AE32,
+     r"not compiled: call model.compile\(optimizer=\"adam\", loss=\"binary_crossentropy\"\)"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack()]), loss="sparse_categorical_crossentropy"),
+     AE32, "compiled with loss 'sparse_categorical_crossentropy'; an autoencoder is trained to reproduce its input"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack()]),
+                         loss=keras.losses.BinaryCrossentropy(from_logits=True)), AE32, "from_logits=True"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((28, 28, 1)), layers.Flatten(), layers.Dense(32, activation="relu", name="code"),
+                                           layers.Dense(784, activation="relu"), layers.Reshape((28, 28, 1)),
+                                           layers.Conv2D(1, 3, padding="same", activation="sigmoid")])),
+     CONV_AE_SPEC, "has 0 Conv2D layers in its encoder; the specification asks for at least 1"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((28, 28, 1)), *conv_encoder(), layers.Dense(784, activation="sigmoid"),
+                                           layers.Reshape((28, 28, 1))])),
+     CONV_AE_SPEC, "has 0 Conv2D or Conv2DTranspose layers in its decoder"),
+    (lambda: ae_compiled(keras.Sequential([keras.Input((28, 28, 1)), layers.SeparableConv2D(4, 3, padding="same"),
+                                           *conv_ae_stack()])),
+     CONV_AE_SPEC, "uses SeparableConv2D, which this exercise does not ask for"),
+])
+def test_each_way_to_miss_an_autoencoder_specification_is_named_here_and_on_the_rebuilt_copy(model, spec, message,
+                                                                                               tmp_path):
+    problem = judged(model(), spec, tmp_path)
+    assert problem is not None and re.search(message, problem), problem
+
+
+def test_valid_variants_of_the_autoencoders_pass(tmp_path):
+    """Pooling and upsampling instead of strides, an Activation layer as the output, a sigmoid
+    before a Reshape, the MSE loss written as a class: all meet the specification."""
+    pooled = keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Conv2D(8, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(8, 3, padding="same"), layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(32, name="code"),
+        layers.Dense(7 * 7 * 8, activation="relu"), layers.Reshape((7, 7, 8)), layers.UpSampling2D(2),
+        layers.Conv2D(8, 3, padding="same", activation="relu"), layers.UpSampling2D(2), layers.Conv2D(1, 3, padding="same"),
+        layers.Activation("sigmoid")])
+    assert judged(ae_compiled(pooled, loss=keras.losses.MeanSquaredError()), CONV_AE_SPEC, tmp_path) is None
+    reshaped = keras.Sequential([keras.Input((28, 28, 1)), *conv_encoder(), layers.Dense(14 * 14, activation="relu"),
+                                 layers.Reshape((14, 14, 1)),
+                                 layers.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid"),
+                                 layers.Flatten(), layers.Reshape((28, 28, 1))])
+    assert judged(ae_compiled(reshaped), CONV_AE_SPEC, tmp_path) is None
+    small = keras.Sequential([keras.Input((784,)), layers.Dense(2, activation="relu", name="code"),
+                              layers.Dense(784, activation="sigmoid")])
+    assert judged(ae_compiled(small, loss=keras.losses.binary_crossentropy), dense_autoencoder_spec(2), tmp_path) is None
+
+
+def test_the_visible_check_passes_the_code_size_and_raises_the_sentence():
+    def build_autoencoder(code_size):
+        return ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(code=code_size)]))
+
+    assert expect_model(build_autoencoder, dense_autoencoder_spec(8)).get_layer("code").units == 8
+    with pytest.raises(CheckFailed, match=r"build_autoencoder\(8\) does not end in a sigmoid"):
+        expect_model(lambda code_size: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(code_size, output="relu")])),
+                     dense_autoencoder_spec(8))
+    with pytest.raises(ValueError, match="smaller than the 784 pixels"):
+        dense_autoencoder_spec(784)

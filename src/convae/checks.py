@@ -128,8 +128,11 @@ def expect(fn, *args, returns, kind: str | None = None, atol: float = 1e-6, call
 #: loss and metric names as Keras writes them in a compile config, snake_case
 SPARSE_CROSSENTROPY = {"sparse_categorical_crossentropy"}
 ACCURACY = {"accuracy", "acc", "sparse_categorical_accuracy"}
+RECONSTRUCTION_LOSSES = {"binary_crossentropy", "mean_squared_error", "mse"}
 #: layers that only rearrange numbers: a sigmoid before a Reshape still gives pixels in [0, 1]
 SHAPE_ONLY = {"Reshape", "Flatten", "Permute", "Cropping2D"}
+#: layer classes that are non-linear whatever their arguments (max pooling included)
+NONLINEAR_LAYERS = {"ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "MaxPooling2D", "GlobalMaxPooling2D"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,32 @@ class ModelSpec:
     allowed: tuple
     at_least: tuple = ()  # ((class names, count, what it is in words), ...)
     args: tuple = ()  # what the visible check passes to the student's function
+
+
+@dataclass(frozen=True)
+class AutoencoderSpec:
+    """What an exercise asks of an autoencoder, checked by :func:`model_problems`:
+
+    - one input of ``input_shape`` (no batch axis) and an output of the same shape;
+    - only layer classes in ``allowed``; ``at_least`` entries ``(class names, count, words[, where])``
+      count layers in the whole model, or only in the ``"encoder"`` (every layer on a path from the
+      input to the code, the code included) or the ``"decoder"`` (every layer after it);
+    - exactly one layer named ``code_layer`` whose output, flattened, holds ``code_size`` numbers;
+    - no skip connection: every path from the input to the output passes through the code layer
+      (otherwise the decoder can copy its input and the code need not learn anything);
+    - a non-linear encoder (with linear layers only an autoencoder learns what PCA finds);
+    - a sigmoid output (pixels in [0, 1]); at most ``max_params`` weights, counted from the weights;
+    - compiled with a reconstruction loss: binary cross-entropy or mean squared error.
+    """
+
+    call: str
+    input_shape: tuple
+    code_size: int
+    max_params: int
+    allowed: tuple
+    at_least: tuple = ()
+    code_layer: str = "code"
+    args: tuple = ()  # what the visible check passes to the student's function, e.g. (code_size,)
 
 
 def _snake(name: str) -> str:
@@ -241,6 +270,42 @@ def model_graph(model) -> Step | None:
     return producer(model.outputs[0], {id(model.inputs[0]): None})
 
 
+def _steps(output: Step | None) -> list:
+    """Every step of the graph, parents before children."""
+    order, seen = [], set()
+
+    def visit(step):
+        if step is None or id(step) in seen:
+            return
+        seen.add(id(step))
+        for parent in step.parents:
+            visit(parent)
+        order.append(step)
+
+    visit(output)
+    return order
+
+
+def _path_around(output: Step | None, cut: Step) -> list | None:
+    """A path from the input to ``output`` that avoids ``cut``, as a list of steps; None if every
+    path passes through it."""
+    dead = set()  # steps known to reach the input only through the cut: each is tried once
+
+    def search(step):
+        if step is None:
+            return []
+        if step is cut or id(step) in dead:
+            return None
+        for parent in step.parents:
+            path = search(parent)
+            if path is not None:
+                return path + [step]
+        dead.add(id(step))
+        return None
+
+    return search(output)
+
+
 def _activation(layer) -> str | None:
     kind = type(layer).__name__
     if kind in ("Softmax", "ReLU"):
@@ -253,6 +318,10 @@ def _final_layer(output: Step | None):
     while output is not None and type(output.layer).__name__ in SHAPE_ONLY and len(output.parents) == 1:
         output = output.parents[0]
     return None if output is None else output.layer
+
+
+def _nonlinear(layer) -> bool:
+    return type(layer).__name__ in NONLINEAR_LAYERS or _activation(layer) not in (None, "linear")
 
 
 def _construction_problem(model, call: str) -> str | None:
@@ -288,7 +357,8 @@ def _compile_problem(model, call: str, losses: set, words: str, advice: str) -> 
 
 
 def model_problems(model, spec) -> str | None:
-    """The first way ``model`` misses ``spec`` (a :class:`ModelSpec`), as a sentence; None when it meets it."""
+    """The first way ``model`` misses ``spec`` (a :class:`ModelSpec` or an :class:`AutoencoderSpec`),
+    as a sentence; None when it meets it."""
     import keras
 
     call = spec.call
@@ -311,13 +381,20 @@ def model_problems(model, spec) -> str | None:
         return f"{call} takes inputs of shape {got_in}; expected {tuple(spec.input_shape)} (one example, no batch axis)."
     kinds = [type(layer).__name__ for layer in model_layers(model)]
     got_out = tuple(outputs[0].shape)
-    if got_out != (None, spec.n_classes):
+    if isinstance(spec, AutoencoderSpec):
+        want_out = (None, *spec.input_shape)
+        if got_out != want_out:
+            return (f"{call} gives outputs of shape {got_out}; expected {want_out}: an autoencoder reconstructs "
+                    "its input, so its output has the input's shape.")
+    elif got_out != (None, spec.n_classes):
         return f"{call} gives outputs of shape {got_out}; expected (None, {spec.n_classes}): one score per class."
     foreign = sorted({k for k in kinds if k not in spec.allowed})
     if foreign:
         return (f"{call} uses {', '.join(foreign)}, which this exercise does not ask for; "
                 f"use only {', '.join(spec.allowed)}.")
     output = model_graph(model)
+    if isinstance(spec, AutoencoderSpec):
+        return _autoencoder_problems(model, spec, output)
     for names, count, words in spec.at_least:
         have = sum(k in names for k in kinds)
         if have < count:
@@ -343,8 +420,57 @@ def model_problems(model, spec) -> str | None:
     return None
 
 
+def _autoencoder_problems(model, spec: AutoencoderSpec, output: Step | None) -> str | None:
+    call, name = spec.call, spec.code_layer
+    steps = _steps(output)
+    codes = [s for s in steps if s.layer.name == name]
+    if not codes:
+        return (f"{call} has no layer named {name!r}: give the bottleneck layer that name, e.g. "
+                f"layers.Dense({spec.code_size}, activation=\"relu\", name=\"{name}\").")
+    if len(codes) > 1:
+        return f"{call} uses a layer named {name!r} {len(codes)} times; name only the bottleneck {name!r}, once."
+    code = codes[0]
+    size = int(np.prod(code.shape)) if None not in code.shape else None
+    if size != spec.code_size:
+        return (f"{call}'s layer {name!r} outputs {code.shape} ({size} numbers per image); the code must hold "
+                f"exactly {spec.code_size} numbers.")
+    bypass = _path_around(output, code)
+    if bypass is not None:
+        route = " -> ".join(["input"] + [s.layer.name for s in bypass])
+        return (f"{call}'s output is computed from its input along a path that skips the layer {name!r} "
+                f"({route}): with a connection around the code the decoder can copy its input, and the code "
+                f"need not learn anything. Make every path from the input to the output pass through {name!r}.")
+    encoder = _steps(code)
+    if not any(_nonlinear(s.layer) for s in encoder):
+        return (f"{call}'s encoder is linear (no activation other than 'linear' up to and including {name!r}): "
+                "a linear autoencoder learns no more than PCA, which this chapter computes directly. Give the "
+                "encoder's layers a non-linear activation such as \"relu\".")
+    encoder_ids = {id(s) for s in encoder}
+    for names, count, words, *where in spec.at_least:
+        part = where[0] if where else "model"
+        chosen = {"model": steps, "encoder": encoder, "decoder": [s for s in steps if id(s) not in encoder_ids]}[part]
+        have = len({id(s.layer) for s in chosen if type(s.layer).__name__ in names})
+        if have < count:
+            place = "" if part == "model" else f" in its {part}"
+            return f"{call} has {have} {words}{place}; the specification asks for at least {count}."
+    last = _final_layer(output)
+    if _activation(last) != "sigmoid":
+        return (f"{call} does not end in a sigmoid: its last layer is a {type(last).__name__} with activation "
+                f"{_activation(last)!r}. Pixels lie in [0, 1], and so must the reconstruction "
+                "(activation=\"sigmoid\").")
+    params = parameter_count(model)
+    if params > spec.max_params:
+        return f"{call} has {params:,} parameters; the budget is {spec.max_params:,}."
+    problem, _ = _compile_problem(
+        model, call, RECONSTRUCTION_LOSSES,
+        "an autoencoder is trained to reproduce its input, pixel by pixel: use loss=\"binary_crossentropy\" "
+        "or loss=\"mse\".",
+        "model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\")")
+    return problem
+
+
 def expect_model(build, spec):
-    """Call ``build()`` and check the model against ``spec`` (a ModelSpec); return it."""
+    """Call ``build()`` and check the model against ``spec`` (a ModelSpec or an AutoencoderSpec); return it."""
     __tracebackhide__ = True
     model = call_student(build, *spec.args, name=spec.call)
     problem = model_problems(model, spec)

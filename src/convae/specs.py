@@ -4,7 +4,7 @@ The exercise text, the visible test cell (:func:`convae.checks.expect_model`) an
 (``grading/checks/<chapter>.py``, on the judge's rebuilt copy) all read these, so they cannot drift
 apart. A budget is an upper bound: a smaller model that meets the rest passes.
 """
-from convae.checks import ModelSpec
+from convae.checks import AutoencoderSpec, ModelSpec
 
 DENSE_LAYERS = ("Dense", "Dropout", "BatchNormalization", "Activation", "ReLU", "Softmax")
 POOLING = ("MaxPooling2D", "AveragePooling2D")
@@ -30,4 +30,67 @@ CNN_SPEC = ModelSpec(
     at_least=((("Conv2D",), 2, "Conv2D layers"),
               (POOLING, 2, "pooling layers (MaxPooling2D or AveragePooling2D)"),
               (("Dense",), 1, "Dense layers")),
+)
+
+# ---------------------------------------------------------------- chapter 05: autoencoders
+#
+# Shapes, decided once for the chapter: the dense autoencoder works on flattened images, (784,) in
+# and (784,) out, the same rows that PCA (written with an SVD on an (n, 784) matrix) reconstructs,
+# so the two compare on one array; the convolutional autoencoder works on images, (28, 28, 1) in
+# and out. Pixels are floats in [0, 1] (uint8 / 255), hence the sigmoid output.
+#
+# Add and Concatenate are allowed so that a connection around the code gets its own sentence (the
+# check follows every path from the input to the output); a residual block inside the encoder or
+# inside the decoder is fine.
+
+AE_DENSE_LAYERS = ("Dense", "Dropout", "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "Flatten",
+                   "Reshape", "GaussianNoise", "ActivityRegularization", "Add", "Concatenate")
+AE_CONV_LAYERS = (*AE_DENSE_LAYERS, "Conv2D", "Conv2DTranspose", *POOLING, "UpSampling2D", "ZeroPadding2D",
+                  "Cropping2D")
+
+#: the conv autoencoder's code: as many numbers as the dense autoencoder's code at the point where the
+#: chapter compares them (and PCA with 32 components)
+CONV_CODE_SIZE = 32
+
+
+def dense_autoencoder_spec(code_size: int) -> AutoencoderSpec:
+    """``build_autoencoder(code_size)``: a dense autoencoder on flattened MNIST images.
+
+    Input (784,) and output (784,) (flattened 28x28 images, pixels in [0, 1]); a layer named
+    ``code`` with exactly ``code_size`` outputs, on every path from input to output; a non-linear
+    encoder; a sigmoid output; compiled with binary cross-entropy or mean squared error.
+
+    Budget: 600,000 + 1,000 x code_size parameters. The chapter's model, 784-256-code-256-784,
+    has 402,704 + 513 x code_size (419,120 at code 32), so it fits with about 1.5x to spare, and
+    so does a deeper 784-256-128-code-128-256-784 (476,720 at 32); the budget bounds what the
+    judge's short training costs, and a smaller valid model always passes.
+    """
+    if not (isinstance(code_size, int) and 0 < code_size < 784):
+        raise ValueError(f"a code must be smaller than the 784 pixels it encodes, got {code_size!r}")
+    return AutoencoderSpec(
+        call=f"build_autoencoder({code_size})",
+        args=(code_size,),
+        input_shape=(784,),
+        code_size=code_size,
+        max_params=600_000 + 1_000 * code_size,
+        allowed=AE_DENSE_LAYERS,
+        at_least=((("Dense",), 2, "Dense layers (at least one in the encoder and one in the decoder)"),),
+    )
+
+
+#: ``build_conv_autoencoder()``: input and output (28, 28, 1); a layer named ``code`` whose output,
+#: flattened, holds exactly 32 numbers (a Dense(32) after a Flatten is the simple way; a Conv2D
+#: output of 2x4x4 would do too); at least one Conv2D in the encoder and one Conv2D or
+#: Conv2DTranspose in the decoder; a non-linear encoder, a sigmoid output, BCE or MSE.
+#: Budget 300,000: a 16-32 filter strided-conv encoder, Dense(32) code, Dense(7*7*32) and two
+#: Conv2DTranspose back has 120,769 parameters, the same with 32-64 filters 278,369 (most of it in
+#: the two Dense layers around the code); the dense autoencoder at code 32 has 419,120.
+CONV_AE_SPEC = AutoencoderSpec(
+    call="build_conv_autoencoder()",
+    input_shape=(28, 28, 1),
+    code_size=CONV_CODE_SIZE,
+    max_params=300_000,
+    allowed=AE_CONV_LAYERS,
+    at_least=((("Conv2D",), 1, "Conv2D layers", "encoder"),
+              (("Conv2D", "Conv2DTranspose"), 1, "Conv2D or Conv2DTranspose layers", "decoder")),
 )

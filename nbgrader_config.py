@@ -13,6 +13,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 
 from convae.feedback import SafeFeedbackExporter
 from convae.nbgrader_hooks import LimitedExecute, ScrubHiddenTestsFromOutputs, StderrIsNotAnError
+from convae.paths import release_only_notebooks
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -26,8 +27,12 @@ c.CourseDirectory.autograded_directory = "grading/autograded"
 c.CourseDirectory.feedback_directory = "grading/feedback"
 c.CourseDirectory.solution_directory = "grading/solution"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "grading", "gradebook.db")
-# Only the notebook is released: nothing else in a chapter folder (checkpoints, caches) travels.
+# Only the notebook is released: nothing else in a chapter folder (a checkpoint, a cache) travels.
+# `include` is read by nbgrader's exchange only (release, fetch, submit, collect); generate_assignment
+# copies every file of the source folder that `ignore` does not name, so the hook removes the rest
+# from the release (keeping assets a notebook lists under "convae": {"assets": [...]}) and says so.
 c.CourseDirectory.include = ["*.ipynb"]
+c.GenerateAssignment.post_convert_hook = release_only_notebooks(os.path.join(here, "notebooks"))
 
 # Cells that train a network need far more than nbgrader's default 30 s.
 c.Execute.timeout = 600

@@ -4,6 +4,8 @@
 2. nbgrader autograde gives the solution full marks and the released notebook 0;
 3. the committed notebooks/ equal what `make release` generates;
 4. the release holds no solution code and no hidden tests, and every graded cell has points;
+   running the solution in place writes nothing into its folder, and a release holds only the
+   notebook (and the assets the chapter lists);
 5. the book builds with warnings as errors (test_book.py).
 """
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 
 import nbformat
 import pytest
 
-from conftest import CHAPTERS, NBGRADER, course_env, notebook_path, run
+from conftest import CHAPTERS, NBGRADER, ROOT, course_env, notebook_path, run
 from convae.nbgrader_hooks import hidden_lines
+from convae.paths import listed_assets
 
 pytestmark = pytest.mark.slow
+SESSION_START = time.time()  # at collection, before any chapter runs
 
 
 def cell_text(output) -> str:
@@ -115,3 +120,27 @@ def test_release_has_no_solutions_no_hidden_tests_and_points_everywhere(chapter)
     assert len(graded) >= 4, "every chapter has at least four graded exercises"
     assert all(c.metadata["nbgrader"].get("points", 0) > 0 for c in graded), "a graded cell has no points"
     assert all(hidden_lines(c.source) for c in graded if c.cell_type == "code"), "a graded cell has no hidden tests"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_a_run_in_place_leaves_nothing_for_the_release_to_carry(chapter, executed, tmp_path):
+    """Running a solution in its own folder (as `make book` does) writes checkpoints and caches
+    under convae.paths.work_dir, not next to the notebook; and a release holds only the notebook
+    and the assets the chapter lists, even when the author's folder holds more (a trained model)."""
+    executed(chapter)  # the session's one fast-mode run, in solutions/<chapter>/
+    folder = ROOT / "solutions" / chapter
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if p.is_file() and p.name != f"{chapter}.ipynb" and p.stat().st_mtime >= SESSION_START)
+    assert not written, (f"running {chapter} in place wrote {written} into its folder; write them under "
+                         f"convae.paths.work_dir({chapter!r}) instead")
+    course = tmp_path / "course"
+    (course / "grading").mkdir(parents=True)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(folder, course / "solutions" / chapter)
+    (course / "solutions" / chapter / "best_mlp.keras").write_bytes(b"a trained model the author left there")
+    run([*NBGRADER, "generate_assignment", chapter, "--force", "--log-level=WARN"], course, course_env(course))
+    release = course / "notebooks" / chapter
+    held = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
+    source = course / "solutions" / chapter
+    assets = sorted(p.relative_to(source).as_posix() for glob in listed_assets(source) for p in source.glob(glob))
+    assert held == sorted([f"{chapter}.ipynb", *assets]), f"the release of {chapter} holds {held}"

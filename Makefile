@@ -11,7 +11,7 @@ CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 
-.PHONY: help setup data lab test release book grade check bench clean
+.PHONY: help setup data lab test release book grade limits check bench clean
 
 help:
 	@echo "make lab      set up, fetch data, open JupyterLab on the course"
@@ -21,6 +21,7 @@ help:
 	@echo "make release  regenerate the student notebooks in notebooks/ from solutions/"
 	@echo "make book     build the course website into book/_build/_build/html"
 	@echo "make grade    grade a class: SUBMISSIONS=<folder or .zip> [WORKERS=N] -> grading/grades.csv, feedback/, log.txt"
+	@echo "make limits   measure each chapter's solution, write the grading time limits grading/limits.json"
 	@echo "make check    a student's check before submitting: NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"
 	@echo "make bench    run every chapter in full mode (then its published anchor recipes), write bench/results.json"
 	@echo "              KERAS_BACKEND=jax: the same on JAX (installed first), write bench/results-jax.json"
@@ -55,6 +56,10 @@ SUBMISSIONS ?= grading/submitted
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 grade: data
 	$(VENV)/bin/python -m convae.grading.run "$(SUBMISSIONS)" --workers $(WORKERS) $(GRADE_ARGS)
+
+# Per-chapter grading time limits from each solution's measured run (grading/README.md, "Limits").
+limits: data
+	$(VENV)/bin/python -m convae.grading.limits $(CHAPTER)
 
 # A student's own check before submitting: the visible tests, as Validate runs them.
 check: setup

@@ -29,12 +29,15 @@ import time
 from pathlib import Path
 
 from convae.book import chapters
+from convae.grading import limits as chapter_limits
 from convae.grading.intake import collect
 from convae.grading.sandbox import capabilities, describe, use_this_environment
 from convae.grading.worker import RESULT_PREFIX
 from convae.judge import course_root
 
-#: defaults for one notebook; override with --limit name=value (or GRADE_LIMITS="a=1 b=2" in make)
+#: defaults for one notebook. Each chapter's cell and notebook time limits come from
+#: grading/limits.json (`make limits`, :mod:`convae.grading.limits`); these times apply only to a chapter
+#: missing there (the log says so). --limit name=value overrides any limit for every chapter.
 LIMITS = {
     "wall_seconds": 900, "cell_seconds": 600, "cpu_seconds": 1800,
     "memory_bytes": 6 * 2**30, "file_bytes": 256 * 2**20, "nproc": 512, "output_chars": 5_000_000,
@@ -156,10 +159,17 @@ def log_lines(result: dict) -> list[str]:
     return lines
 
 
-def plan(submissions: Path, root: Path, gradebook: Path, scratch: Path, limits: dict, caps: dict) -> list[Path]:
-    """Intake and one job file per student and chapter in ``scratch``; returns the job files."""
+def plan(submissions: Path, root: Path, gradebook: Path, scratch: Path, table: dict, overrides: dict,
+         caps: dict) -> list[Path]:
+    """Intake and one job file per student and chapter in ``scratch``; returns the job files.
+
+    ``table`` holds each chapter's measured limits (:func:`convae.grading.limits.read`); the lines
+    saying which limits each chapter got go to ``scratch/limits.txt`` for the log."""
     intake = collect(submissions, chapters(root), scratch / "intake")
-    releases = register_chapters(root, gradebook, sorted({job.chapter for job in intake.jobs}), scratch)
+    wanted = sorted({job.chapter for job in intake.jobs})
+    releases = register_chapters(root, gradebook, wanted, scratch)
+    per_chapter = {chapter: chapter_limits.for_chapter(table, chapter, LIMITS, overrides) for chapter in wanted}
+    (scratch / "limits.txt").write_text("".join(f"{note}\n" for _, _, note in per_chapter.values()))
     snapshot = scratch / "gradebook-snapshot.db"
     shutil.copy(gradebook, snapshot)
     job_files = []
@@ -170,12 +180,19 @@ def plan(submissions: Path, root: Path, gradebook: Path, scratch: Path, limits: 
                 "notebook": str(job.notebook) if job.notebook else None,
                 "file": job.origin, "problems": job.problems, "course_root": str(root),
                 "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
-                "uid": UID_BASE + index % 4000, "limits": limits, "caps": caps}
+                "uid": UID_BASE + index % 4000, "limits": per_chapter[job.chapter][0],
+                "expected_seconds": per_chapter[job.chapter][1], "caps": caps}
         (work / "job.json").write_text(json.dumps(spec))
         job_files.append(work / "job.json")
     (scratch / "intake.json").write_text(json.dumps({"files": intake.files, "problems": intake.problems}))
     (scratch / "jobs.txt").write_text("".join(f"{path}\n" for path in job_files))
     return job_files
+
+
+def limit_notes(scratch: Path) -> list[str]:
+    """The log lines saying which time limits each chapter of this run got (written by :func:`plan`)."""
+    path = scratch / "limits.txt"
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def failed_result(job_path: Path, reason: str) -> dict:
@@ -221,6 +238,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gradebook", type=Path, default=None, help="default: <out>/gradebook.db")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help=f"override a limit ({', '.join(LIMITS)})")
+    parser.add_argument("--default-limits", action="store_true",
+                        help=f"ignore {chapter_limits.FILE}: the defaults for every chapter (how `make limits` measures)")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (printed at the end)")
     parser.add_argument("--plan", type=Path, metavar="DIR",
                         help="cluster step 1: write job files to DIR (shared storage) and stop; DIR/jobs.txt lists them")
@@ -237,20 +256,22 @@ def main(argv=None) -> int:
     root = course_root()
     out = (ns.out or root / "grading").resolve()
     gradebook = (ns.gradebook or out / "gradebook.db").resolve()
-    limits = dict(LIMITS)
+    overrides = {}
     for item in ns.limit:
         name, _, value = item.partition("=")
-        if name not in limits:
-            parser.error(f"unknown limit {name!r}; known: {', '.join(limits)}")
-        limits[name] = int(float(value))
+        if name not in LIMITS:
+            parser.error(f"unknown limit {name!r}; known: {', '.join(LIMITS)}")
+        overrides[name] = int(float(value))
+    table = {} if ns.default_limits else chapter_limits.read(root)
     caps = capabilities()
     started = time.monotonic()
     log = [f"# convae grading run, {time.strftime('%Y-%m-%d %H:%M:%S')}, submissions: {ns.submissions or ns.collect}",
-           f"# {describe(caps)}", f"# workers: {ns.workers}; limits: {json.dumps(limits)}"]
+           f"# {describe(caps)}", f"# workers: {ns.workers}; default limits: {json.dumps(LIMITS)}"]
     print("\n".join(log), flush=True)
 
     if ns.collect:  # the tasks ran elsewhere; a job without result.json did not finish
         scratch = ns.collect.resolve()
+        log += limit_notes(scratch)
         job_files = [Path(line) for line in (scratch / "jobs.txt").read_text().split()]
         results = [(path, json.loads((path.parent / "result.json").read_text())) if (path.parent / "result.json").exists()
                    else (path, failed_result(path, "no result: the task did not run or died")) for path in job_files]
@@ -262,7 +283,9 @@ def main(argv=None) -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     os.chmod(scratch, 0o711)
     try:
-        job_files = plan(ns.submissions, root, gradebook, scratch, limits, caps)
+        job_files = plan(ns.submissions, root, gradebook, scratch, table, overrides, caps)
+        log += limit_notes(scratch)
+        print("\n".join(limit_notes(scratch)), flush=True)
         if ns.plan:
             print(f"{len(job_files)} jobs planned; run `python -m convae.grading.worker JOB.json` for each line "
                   f"of {scratch / 'jobs.txt'}, then `--collect {scratch}`")

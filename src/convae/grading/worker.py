@@ -14,6 +14,7 @@ A submission that cannot be graded still gets a result: zero points and the reas
 """
 from __future__ import annotations
 
+import copy
 import html
 import json
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 import nbformat
 
 from convae.grading.judge_server import JudgeServer
+from convae.grading.limits import read_timings, slow_problem, where_time_went
 from convae.grading.sandbox import capabilities, use_this_environment
 from convae.procwatch import ProcessWatch
 
@@ -44,27 +46,71 @@ def graded_cells(nb) -> dict:
     return cells
 
 
+#: the nbgrader metadata that decides how a cell is graded; the release's values are the truth
+ROLE_KEYS = ("grade", "solution", "locked", "task", "points")
+
+
+def set_cell_type(cell, cell_type: str) -> None:
+    """Turn a cell into ``cell_type`` in place, with the fields nbformat requires of that type."""
+    cell.cell_type = cell_type
+    if cell_type == "code":
+        cell.setdefault("outputs", [])
+        cell.setdefault("execution_count", None)
+    else:
+        cell.pop("outputs", None)
+        cell.pop("execution_count", None)
+
+
+def restore_roles(nb, expected: dict) -> list[str]:
+    """Make every cell's nbgrader metadata agree with the release: ``expected`` is the release's
+    grade_id -> cell. A grade_id the release does not know (a cell copied from another chapter),
+    nbgrader flags without a grade_id, or a second copy of a graded cell lose their nbgrader
+    metadata and run as ordinary cells; changed flags, points or cell type of a known cell are set
+    back to the release's. nbgrader itself would fail the whole notebook on the first two."""
+    problems, seen = [], {}
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is None:
+            continue
+        grade_id = meta.get("grade_id")
+        if grade_id not in expected:
+            del cell["metadata"]["nbgrader"]  # still runs, as an ordinary cell
+            if grade_id:
+                problems.append(f"unknown graded cell {grade_id}: this chapter's release has no such cell "
+                                "(copied from another chapter?); it ran as an ordinary cell, not graded")
+            elif any(meta.get(key) for key in ROLE_KEYS):
+                problems.append(f"cell {cell.get('id') or index} has nbgrader flags but no grade_id: "
+                                "it ran as an ordinary cell, not graded")
+            continue
+        seen[grade_id] = seen.get(grade_id, 0) + 1
+        if seen[grade_id] > 1:
+            del cell["metadata"]["nbgrader"]
+            continue
+        truth = expected[grade_id]
+        changed = [f"{key} {meta.get(key, '-')} instead of {truth.metadata.nbgrader.get(key, '-')}"
+                   for key in ROLE_KEYS if meta.get(key) != truth.metadata.nbgrader.get(key)]
+        if cell.cell_type != truth.cell_type:
+            changed.append(f"a {cell.cell_type} cell instead of {truth.cell_type}")
+            set_cell_type(cell, truth.cell_type)
+        if changed:
+            cell["metadata"]["nbgrader"] = copy.deepcopy(truth.metadata.nbgrader)
+            problems.append(f"changed grading metadata of cell {grade_id} ({', '.join(changed)}): "
+                            "restored from the release before grading")
+    problems += [f"duplicated graded cell {grade_id} ({count} copies): the first is graded, "
+                 "the others ran as ordinary cells" for grade_id, count in seen.items() if count > 1]
+    return problems
+
+
 def repair(raw: bytes, release) -> tuple[object, list[str]]:
     """Parse and repair a submitted notebook; return (notebook or None, problems)."""
-    problems = []
     try:
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         return None, [f"not a valid notebook ({type(err).__name__}: {first}): graded as blank, 0 points"]
-    seen: dict[str, int] = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader")
-        if meta and meta.get("grade_id"):
-            seen[meta["grade_id"]] = seen.get(meta["grade_id"], 0) + 1
-            if seen[meta["grade_id"]] > 1:
-                del cell["metadata"]["nbgrader"]  # still runs, as an ordinary cell
-    for grade_id, count in seen.items():
-        if count > 1:
-            problems.append(f"duplicated graded cell {grade_id} ({count} copies): the first is graded, "
-                            "the others ran as ordinary cells")
     expected = graded_cells(release)
+    problems = restore_roles(nb, expected)
     present = graded_cells(nb)
     for grade_id, cell in expected.items():
         meta = cell.metadata["nbgrader"]
@@ -264,6 +310,8 @@ def grade(job: dict) -> dict:
     max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in graded_cells(source).values()
                     if c.metadata["nbgrader"].get("grade"))
     jupyter_path = sandbox_kernelspec(job, work, home, judge_dir, caps)
+    timings_path = work / "cells.jsonl"  # per-cell seconds, appended as the notebook runs
+    timings_path.unlink(missing_ok=True)
 
     os.environ.update(CONVAE_FAST=job.get("fast", "1"), JUPYTER_PATH=str(jupyter_path),
                       CONVAE_JUDGE_SOCKET=str(judge_dir / "sock"), TF_CPP_MIN_LOG_LEVEL="3",
@@ -271,7 +319,7 @@ def grade(job: dict) -> dict:
     api = nbgrader_api(course, {
         "Execute": {"kernel_name": "convae-sandbox", "timeout": limits["cell_seconds"],
                     "interrupt_on_timeout": False},
-        "LimitedExecute": {"max_output_chars": limits["output_chars"]},
+        "LimitedExecute": {"max_output_chars": limits["output_chars"], "timings_file": str(timings_path)},
         "KernelManager": {"transport": "ipc", "ip": f"{home}/k"},
     })
     server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl")
@@ -281,10 +329,11 @@ def grade(job: dict) -> dict:
         outcome = api.autograde(chapter, student, force=True, create=True)
     nbgrader_log = outcome.get("log", "") + "\n" + outcome.get("error", "")
     (work / "nbgrader.log").write_text(nbgrader_log)
+    timings = read_timings(timings_path)
     autograded = course / "grading" / "autograded" / student / chapter / f"{chapter}.ipynb"
 
     if watch.reason or not outcome.get("success") or not autograded.exists():
-        problems.append(watch.reason or diagnose(nbgrader_log, limits))
+        problems.append(watch.reason or diagnose(nbgrader_log, limits, chapter, timings))
         set_scores(gradebook, chapter, student, {g: 0.0 for g in graded_cells(source)})
         feedback = failure_page(student, chapter, problems, max_score)
     else:
@@ -298,11 +347,14 @@ def grade(job: dict) -> dict:
         feedback = page.read_text() if fb.get("success") and page.exists() else failure_page(
             student, chapter, problems + ["feedback could not be generated"], max_score)
     scores = read_scores(gradebook, chapter, student)
+    seconds = time.monotonic() - start
+    slow = slow_problem(seconds, job.get("expected_seconds"), where_time_went(timings))
     result = {
         "student": student, "chapter": chapter, "file": job.get("file", job["notebook"]),
         "score": sum(s for s, _ in scores.values()), "max_score": max_score,
-        "cells": scores, "problems": problems, "seconds": round(time.monotonic() - start, 2),
+        "cells": scores, "problems": problems + [slow] * bool(slow), "seconds": round(seconds, 2),
         "peak_mb": round(watch.peak / 2**20, 1),
+        "kernel_start_seconds": timings["kernel_start"], "cell_seconds": timings["cells"],
     }
     (work / "feedback.html").write_text(feedback)
     shutil.copy(gradebook, work / "gradebook.db")
@@ -310,10 +362,16 @@ def grade(job: dict) -> dict:
     return result
 
 
-def diagnose(log: str, limits: dict) -> str:
+def diagnose(log: str, limits: dict, chapter: str, timings: dict) -> str:
     """One plain sentence for an nbgrader run that did not finish."""
     if "CellTimeoutError" in log or "Timeout waiting for execute reply" in log or "TimeoutError" in log:
-        return f"timeout: a cell ran longer than {limits['cell_seconds']} s; the notebook was stopped there, 0 points"
+        if timings.get("kernel_start") is None:  # no cell ever started: the kernel, not the student
+            return (f"timeout: the kernel did not answer within {limits['cell_seconds']} s, before the first "
+                    "cell ran (a grader-side stall: rerun this student), 0 points")
+        stuck = timings.get("unfinished") or []
+        which = f"cell {stuck[0]}" if stuck else "a cell"
+        return (f"timeout: {which} ran longer than {limits['cell_seconds']} s (the cell limit for {chapter}); "
+                "the notebook was stopped there, 0 points")
     if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log.lower():
         return "crash: the kernel died while running the notebook (os._exit, a signal or a hard limit), 0 points"
     tail = [ln for ln in log.strip().splitlines() if "ERROR" in ln][-1:] or log.strip().splitlines()[-1:]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import ast
 import base64
 import functools
-import importlib.util
 import io
 import json
 import os
@@ -41,18 +40,23 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from convae.bounded import (MAX_REQUEST_BYTES, MAX_RESULTS_BYTES, LineReader, Refused, decode,
+                            model_budget, model_problems_before_building)
 from convae.checks import CheckFailed, compare
 
 PROTOCOL = 1
 #: set by the grading pipeline: the unix socket of a judge that runs outside the sandbox
 SOCKET_ENV = "CONVAE_JUDGE_SOCKET"
 CHAPTER_ID = re.compile(r"\d\d-[a-z0-9-]+")
+#: seconds the judge waits for the kernel's results (the student's function runs meanwhile)
+RESULTS_TIMEOUT = 300
 
 
 @dataclass
@@ -64,6 +68,11 @@ class Exercise:
         with ``kind`` and ``atol``.
     reference: the name of the reference function in the solution notebook (default: the
         exercise name).
+    needs_reference: False where ``judge`` ignores the expected answer (a model exercise judged by
+        its specification and training): the trusted side then builds no author's model and never
+        imports Keras.
+    max_params: the exercise's parameter budget, for an exercise that returns a model: a model
+        far over it (:func:`convae.bounded.model_budget`) is refused before it is built.
     """
 
     draw: Callable
@@ -71,6 +80,8 @@ class Exercise:
     atol: float = 1e-6
     judge: Callable | None = None
     reference: str | None = None
+    needs_reference: bool = True
+    max_params: int | None = None
 
     def verdict(self, actual, expected, call, args):
         if self.judge is not None:
@@ -92,11 +103,6 @@ def encode(value) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def decode(text: str):
-    arr = np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
-    return arr.item() if arr.ndim == 0 else arr
-
-
 def describe_args(args) -> str:
     parts = []
     for a in args:
@@ -112,13 +118,24 @@ def course_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2]
 
 
-def load_exercises(chapter: str, root: Path) -> dict:
+def checks_path(chapter: str, root: Path) -> Path:
     path = root / "grading" / "checks" / f"{chapter}.py"
     if not path.exists():
         raise FileNotFoundError(f"no hidden-check specification {path}")
-    spec = importlib.util.spec_from_file_location(f"convae_checks_{chapter.replace('-', '_')}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    return path
+
+
+def load_exercises(chapter: str, root: Path) -> dict:
+    return exercises_from_source(chapter, checks_path(chapter, root).read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def exercises_from_source(chapter: str, source: str) -> dict:
+    """``EXERCISES`` of a chapter's hidden-check specification, from its text: the sandboxed side
+    of the pipeline gets the text over its pipe, as it cannot see grading/."""
+    module = types.ModuleType(f"convae_checks_{chapter.replace('-', '_')}")
+    module.__file__ = f"grading/checks/{chapter}.py"
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module.EXERCISES
 
 
@@ -196,11 +213,6 @@ def load_references(chapter: str, root: Path, wanted: str | None = None) -> dict
     return namespace
 
 
-def send_line(out, **msg) -> None:
-    out.write(json.dumps(msg) + "\n")
-    out.flush()
-
-
 @functools.lru_cache(maxsize=None)
 def _exercises(chapter: str, root: Path) -> dict:
     return load_exercises(chapter, root)
@@ -208,73 +220,164 @@ def _exercises(chapter: str, root: Path) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _references(chapter: str, root: Path, wanted: str | None) -> dict:
-    """A chapter's references, read once per process: all of them (``wanted`` None) in the grading
-    pipeline's long-lived judge, which judges many submissions; only the one needed in the
-    one-shot judge that :func:`hidden_check` starts."""
+    """A chapter's references, read once per process, only the one needed and what it uses (so
+    judging ``best_epoch`` imports no Keras for ``build_mlp``)."""
     return load_references(chapter, root, wanted)
 
 
-def judge(request: dict, inp, out, root: Path | None = None, one_shot: bool = False) -> dict:
+def checked_request(request) -> tuple[str, str]:
+    """(chapter, exercise) of a request, or :class:`Refused`. The request comes from student code
+    and names files the judge reads and runs (grading/checks/<chapter>.py): accept chapter ids and
+    identifiers only, never a path."""
+    request = request if isinstance(request, dict) else {}
+    chapter, exercise = str(request.get("chapter"))[:100], str(request.get("exercise"))[:100]
+    if not CHAPTER_ID.fullmatch(chapter) or not exercise.isidentifier():
+        raise Refused(f"the hidden check was asked for an unknown exercise {exercise!r} in chapter {chapter!r}.")
+    return chapter, exercise
+
+
+@dataclass
+class Task:
+    """One judgement as the trusted side prepared it: the cases it drew (as sent to the kernel)
+    and the encoded expected answers (None where the exercise's judge needs no reference)."""
+
+    chapter: str
+    exercise: str
+    seed: int
+    cases: list
+    expected: list | None
+    checks_source: str
+
+
+def encode_expected(value) -> dict:
+    """The author's answer as it travels to the sandboxed side: an array, or a model's .keras bytes."""
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(value, keras.Model):
+        return _model_result(value)
+    return {"value": encode(value)}
+
+
+def draw_task(chapter: str, exercise: str, root: Path) -> Task:
+    """The trusted side's part: draw the cases from a seed taken now, compute the references."""
+    path = checks_path(chapter, root)
+    spec = _exercises(chapter, root)[exercise]
+    seed = secrets.randbits(63)
+    cases = spec.draw(np.random.default_rng(seed))
+    expected = None
+    if spec.needs_reference:
+        name = spec.reference or exercise
+        reference = _references(chapter, root, name)[name]
+        expected = [encode_expected(reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args]))
+                    for args in cases]
+    return Task(chapter, exercise, seed, [[encode(a) for a in args] for args in cases], expected,
+                path.read_text())
+
+
+def judge(request, inp: LineReader, reply: Callable[[dict], None], root: Path | None = None,
+          verdict_of: Callable | None = None, timeout: float = RESULTS_TIMEOUT) -> dict:
     """Judge one exercise over a line-based JSON channel and return the verdict it sent.
 
-    ``request`` is the client's first line: ``{"chapter": ..., "exercise": ...}``. The verdict
-    (``ok``, ``message``, ``seed``, ``chapter``, ``exercise``) is what the grading pipeline records.
+    ``request`` is the client's first line, already read: ``{"chapter": ..., "exercise": ...}``;
+    ``inp`` reads the kernel's results (raw, bounded), ``reply`` sends a message. ``verdict_of(task,
+    raw_results)`` decides: by default :func:`verdict_on_results` in this process (the one-shot
+    judge); the grading pipeline passes its sandboxed side. The verdict (``ok``, ``message``,
+    ``seed``, ``chapter``, ``exercise``, and ``log`` for the run log) is what the pipeline records.
     """
-    chapter, exercise = str(request.get("chapter")), str(request.get("exercise"))
-    verdict = {"chapter": chapter, "exercise": exercise, "ok": False}
-    # The request comes from student code and names files the judge reads and runs
-    # (grading/checks/<chapter>.py): accept chapter ids and identifiers only, never a path.
-    if not CHAPTER_ID.fullmatch(chapter) or not exercise.isidentifier():
-        message = f"the hidden check was asked for an unknown exercise {exercise!r} in chapter {chapter!r}."
-        send_line(out, error=message)
-        return dict(verdict, message=message, error=True)
-
-    def send(**msg):
-        send_line(out, **msg)
-
-    def finish(ok: bool, message: str) -> dict:
-        verdict.update(ok=ok, message=message)
-        send(ok=ok, message=message)
-        return verdict
-
     try:
-        root = Path(root or course_root())
-        spec = _exercises(chapter, root)[exercise]
-        name = spec.reference or exercise
-        reference = _references(chapter, root, name if one_shot else None)[name]
+        chapter, exercise = checked_request(request)
+    except Refused as err:
+        reply({"error": str(err)})
+        return {"chapter": None, "exercise": None, "ok": False, "message": str(err), "error": True}
+    verdict = {"chapter": chapter, "exercise": exercise, "ok": False}
+    try:
+        task = draw_task(chapter, exercise, Path(root or course_root()))
     except Exception as err:
         message = (f"the hidden check for {exercise!r} in chapter {chapter} could not start "
                    f"({type(err).__name__}: {err}). This is not your fault: tell your instructor.")
-        send(error=message)
+        reply({"error": message})
         return dict(verdict, message=message, error=True)
-    verdict["seed"] = seed = secrets.randbits(63)
-    cases = spec.draw(np.random.default_rng(seed))
-    send(protocol=PROTOCOL, seed=seed, cases=[[encode(a) for a in args] for args in cases])
+    verdict["seed"] = task.seed
+    reply({"protocol": PROTOCOL, "seed": task.seed, "cases": task.cases})
     try:
-        results = json.loads(inp.readline() or "{}").get("results", [])
-        if len(results) != len(cases):
-            raise ValueError("wrong number of results")
-        for args, result in zip(cases, results):
+        raw = inp.line(MAX_RESULTS_BYTES, timeout, "your function's answers")
+    except (Refused, EOFError) as err:
+        answer = {"ok": False, "message": f"the hidden check got no usable answer from your function: {err}."}
+        if isinstance(err, Refused):  # too long or too slow; a kernel stopped mid-check is not news
+            answer["log"] = f"judge: {exercise}: {err}"
+    else:
+        answer = (verdict_of or verdict_on_results)(task, raw)
+    verdict.update(ok=answer["ok"], message=answer["message"])
+    if answer.get("log"):
+        verdict["log"] = answer["log"]
+    reply({"ok": verdict["ok"], "message": verdict["message"]})
+    return verdict
+
+
+# ---------------------------------------------------------------- the sandboxed side: student bytes
+
+def memory_limit_words() -> str:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return "the memory available" if soft == resource.RLIM_INFINITY else f"{soft / 2**30:.0f} GB"
+
+
+def verdict_on_results(task: Task, raw: bytes, exercises: dict | None = None) -> dict:
+    """Decode the kernel's raw results (bounded), rebuild models (checked first), judge: {ok,
+    message[, log]}. In the pipeline this runs in the sandboxed side, never in the trusted one."""
+    exercise = task.exercise
+    spec = (exercises or exercises_from_source(task.chapter, task.checks_source))[exercise]
+    try:
+        results = json.loads(raw).get("results", [])
+        if not isinstance(results, list) or len(results) != len(task.cases):
+            raise Refused("it sent the wrong number of results")
+        for encoded_args, encoded_expected, result in zip(task.cases, task.expected or [None] * len(task.cases),
+                                                         results):
+            args = [decode(a) for a in encoded_args]
             call = f"{exercise}({describe_args(args)})"
+            if not isinstance(result, dict):
+                raise Refused("a result was not a JSON object")
             if "error" in result:
-                return finish(False, f"On new inputs, {call} {result['error']}")
+                return {"ok": False, "message": f"On new inputs, {call} {str(result['error'])[:2000]}"}
+            expected = None if encoded_expected is None else decode_answer(encoded_expected, None)
             if "model" in result:
                 try:
-                    actual = rebuild_model(result["model"])
+                    actual = rebuild_model(result["model"], spec.max_params)
+                except Refused as err:
+                    return {"ok": False, "message": f"{call} returned a model that the grader will not build: {err}.",
+                            "log": f"judge: {exercise}: model refused before it was built: {err}"}
+                except MemoryError:
+                    message = (f"the grader's copy of your model could not be built within {memory_limit_words()}: "
+                               f"{call} returns a model far larger than the exercise asks for.")
+                    return {"ok": False, "message": message, "log": f"judge: {exercise}: {message}"}
                 except Exception as err:
-                    return finish(False, f"{call} returned a model the grader cannot rebuild from its saved "
-                                         f"config and weights ({type(err).__name__}: {str(err)[:300]}). Use "
-                                         "built-in Keras layers only (no Lambda or custom layers).")
-            else:
+                    return {"ok": False, "message": f"{call} returned a model the grader cannot rebuild from its saved "
+                                                    f"config and weights ({type(err).__name__}: {str(err)[:300]}). Use "
+                                                    "built-in Keras layers only (no Lambda or custom layers)."}
+            elif "value" in result:
                 actual = decode(result["value"])
-            expected = reference(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+            else:
+                raise Refused("a result carried neither a value nor a model")
             problem = spec.verdict(actual, expected, call, args)
             if problem:
                 where = "On the grader's own copy of your model" if "model" in result else "On new inputs drawn at grading time"
-                return finish(False, f"{where}: {problem}")
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
-        return finish(False, f"the hidden check got no usable answer from your function ({err}).")
-    return finish(True, f"{exercise}: {len(cases)} hidden cases passed.")
+                return {"ok": False, "message": f"{where}: {problem}"}
+    except Refused as err:
+        return {"ok": False, "message": f"the hidden check got no usable answer from your function ({err}).",
+                "log": f"judge: {exercise}: unusable answer refused ({err})"}
+    except MemoryError:
+        message = f"the hidden check could not judge your answer within {memory_limit_words()}."
+        return {"ok": False, "message": message, "log": f"judge: {exercise}: {message}"}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+        return {"ok": False, "message": f"the hidden check got no usable answer from your function ({str(err)[:300]})."}
+    return {"ok": True, "message": f"{exercise}: {len(task.cases)} hidden cases passed."}
+
+
+def decode_answer(encoded: dict, max_params: int | None):
+    """An answer as :func:`encode_expected` or the kernel encodes it: an array or a model."""
+    if "model" in encoded:
+        return rebuild_model(encoded["model"], max_params)
+    return decode(encoded["value"])
 
 
 # ---------------------------------------------------------------- the kernel's side
@@ -311,18 +414,34 @@ def _model_result(model) -> dict:
         return {"error": f"returned a model that Keras cannot save ({type(err).__name__}: {err})."}
 
 
-def rebuild_model(data: str):
+def rebuild_model(data: str, max_params: int | None = None):
     """The judge's copy of a student's model, rebuilt from config and weights in this process.
 
+    The archive is checked first (:func:`convae.bounded.model_problems_before_building`): a model
+    far over the exercise's budget is refused in words before a weight is allocated.
     ``safe_mode=True``: a Lambda layer or anything else that would run the student's code is
     refused, so the judge runs none of it.
     """
+    if not isinstance(data, str) or len(data) > MAX_RESULTS_BYTES:
+        raise Refused("the model did not arrive as an encoded .keras file")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise Refused("the model did not arrive as an encoded .keras file") from None
+    problem = model_problems_before_building(raw, model_budget(max_params))
+    if problem:
+        raise Refused(problem)
     import keras
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
-        path.write_bytes(base64.b64decode(data))
-        return keras.saving.load_model(path, safe_mode=True)
+        path.write_bytes(raw)
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as err:
+            if "ResourceExhausted" in type(err).__name__ or "OOM when allocating" in str(err):
+                raise MemoryError(str(err)[:200]) from None
+            raise
 
 
 def output_shape(model) -> tuple:
@@ -382,10 +501,21 @@ def hidden_check(chapter: str, exercise: str, fn) -> str:
 
 
 def main(argv=None) -> int:
-    """One judgement over stdin/stdout (what :func:`hidden_check` starts outside the pipeline)."""
+    """One judgement over stdin/stdout (what :func:`hidden_check` starts outside the pipeline):
+    both sides in this one process, with the same bounded reading and decoding as the pipeline."""
     sys.dont_write_bytecode = True  # leave no __pycache__ in grading/checks
-    request = json.loads(sys.stdin.readline() or "{}")
-    verdict = judge(request, sys.stdin, sys.stdout, one_shot=True)
+    inp = LineReader(sys.stdin.fileno())
+
+    def reply(msg: dict) -> None:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+
+    try:
+        request = json.loads(inp.line(MAX_REQUEST_BYTES, RESULTS_TIMEOUT, "the request"))
+    except (Refused, EOFError, ValueError) as err:
+        reply({"error": f"the hidden check's request was not readable ({err})."})
+        return 1
+    verdict = judge(request, inp, reply)
     return 0 if verdict["ok"] else 1
 
 

@@ -196,22 +196,25 @@ def main(argv=None) -> int:
     policy = json.loads(Path(argv[0]).read_text())
     command = argv[argv.index("--") + 1:]
     home = Path(policy["home"])
-    # The connection file is the grader's (mode 600); hand the kernel its own copy.
-    index = command.index("-f") + 1
-    own = home / ".runtime" / Path(command[index]).name
-    own.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(command[index], own)
-    if policy["caps"].get("separate_user"):
-        for path in (own, own.parent):
-            os.chown(path, policy["uid"], policy["gid"])
-    command[index] = str(own)
+    if "-f" in command:
+        # The connection file is the grader's (mode 600); hand the kernel its own copy.
+        index = command.index("-f") + 1
+        own = home / ".runtime" / Path(command[index]).name
+        own.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(command[index], own)
+        if policy["caps"].get("separate_user"):
+            for path in (own, own.parent):
+                os.chown(path, policy["uid"], policy["gid"])
+        command[index] = str(own)
     env = kernel_env(policy)
     # The kernel's own stdout/stderr (its banner, C-level noise) go to a file in its folder, not
-    # into the grader's output; what cells print still reaches nbgrader through ZMQ.
-    log = os.open(home / ".kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # into the grader's output; what cells print still reaches nbgrader through ZMQ. The judge's
+    # sandboxed side (policy "stdio": "keep") speaks its protocol on stdin/stdout: only stderr goes.
+    log = os.open(home / policy.get("log", ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     if policy["caps"].get("separate_user"):
         os.fchown(log, policy["uid"], policy["gid"])
-    os.dup2(log, 1)
+    if policy.get("stdio") != "keep":
+        os.dup2(log, 1)
     os.dup2(log, 2)
     enter(policy)
     for folder in (".tmp", ".config/matplotlib", ".ipython", ".cache"):

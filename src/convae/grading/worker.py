@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 
+from convae.grading.judge_sandbox import JUDGE_UID_OFFSET, write_policy
 from convae.grading.judge_server import JudgeServer
 from convae.grading.limits import read_timings, slow_problem, where_time_went
 from convae.grading.sandbox import capabilities, use_this_environment
@@ -287,7 +288,8 @@ def confirm_with_judge(source, scores: dict, verdicts_path: Path) -> tuple[dict,
     """Cells nbgrader scored but whose hidden checks the judge never confirmed: {grade_id: 0}."""
     verdicts = [json.loads(line) for line in verdicts_path.read_text().splitlines()] if verdicts_path.exists() else []
     confirmed = {(v["chapter"], v["exercise"]) for v in verdicts if v.get("ok")}
-    overrides, problems = {}, []
+    overrides = {}
+    problems = [v["log"] for v in verdicts if v.get("log")]  # what the judge refused, and why
     for grade_id, calls in hidden_exercises(source).items():
         missing = [exercise for chapter, exercise in calls if (chapter, exercise) not in confirmed]
         if scores.get(grade_id, [0])[0] > 0 and missing:
@@ -322,7 +324,10 @@ def grade(job: dict) -> dict:
         "LimitedExecute": {"max_output_chars": limits["output_chars"], "timings_file": str(timings_path)},
         "KernelManager": {"transport": "ipc", "ip": f"{home}/k"},
     })
-    server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl")
+    # the judge's sandboxed side: the kernel's sandbox, with a user id of its own
+    judge_policy = write_policy(work / "policy.json", work / "judge-home", int(job["uid"]) + JUDGE_UID_OFFSET)
+    server = JudgeServer(judge_dir / "sock", root=root, record=work / "verdicts.jsonl", judge_policy=judge_policy)
+    grader_rss = resident_bytes()
     watch = KernelWatch(int(job["uid"]) if caps.get("separate_user") else None,
                         limits["wall_seconds"], limits["memory_bytes"])
     with server, watch:
@@ -354,12 +359,28 @@ def grade(job: dict) -> dict:
         "score": sum(s for s, _ in scores.values()), "max_score": max_score,
         "cells": scores, "problems": problems + [slow] * bool(slow), "seconds": round(seconds, 2),
         "peak_mb": round(watch.peak / 2**20, 1),
+        # this process (trusted: nbgrader, the judge's trusted side) during the job, an upper bound
+        "grader_growth_mb": round((peak_resident_bytes() - grader_rss) / 2**20, 1),
         "kernel_start_seconds": timings["kernel_start"], "cell_seconds": timings["cells"],
     }
     (work / "feedback.html").write_text(feedback)
     shutil.copy(gradebook, work / "gradebook.db")
     (work / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def resident_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def peak_resident_bytes() -> int:
+    """This process's peak resident memory so far (VmHWM): nothing between two samples is missed."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resident_bytes()
 
 
 def diagnose(log: str, limits: dict, chapter: str, timings: dict) -> str:

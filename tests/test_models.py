@@ -172,6 +172,30 @@ def test_sequential_functional_and_nested_models_are_judged_alike(style, tmp_pat
                   tmp_path) is None
 
 
+def test_the_judge_settles_batch_normalization_inside_nested_models():
+    import importlib.util
+
+    from convae.judge import course_root
+
+    path = course_root() / "grading" / "checks" / "04-mlp-vs-cnn.py"
+    spec = importlib.util.spec_from_file_location("checks_04", path)
+    checks_04 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks_04)
+    inner = layers.BatchNormalization()
+    model = keras.Sequential([keras.Input((784,)), keras.Sequential([layers.Dense(8), inner]), layers.Dense(10)])
+    checks_04.settle_batch_norm(model)
+    assert inner.momentum == 0.9
+
+
+def test_operations_of_the_functional_api_are_judged_like_layers(tmp_path):
+    """``x + y`` or ``keras.ops.sin(x)`` in a functional model is an operation in its graph (and in
+    its saved config): it is named in words, and it cannot hide a connection around the code."""
+    inputs = keras.Input((784,))
+    hidden = layers.Dense(64, activation="relu")(inputs)
+    sine = compiled(keras.Model(inputs, layers.Dense(10, activation="softmax")(keras.ops.sin(hidden))))
+    assert "uses keras.ops.sin, which this exercise does not ask for" in judged(sine, MLP_SPEC, tmp_path)
+
+
 def test_a_rule_is_enforced_inside_nested_models_too(tmp_path):
     """A wrong layer hidden in a nested model is found: the walker flattens it."""
     stack = mlp_stack()
@@ -245,6 +269,13 @@ def skip_by_concatenating():
     return keras.Model(inputs, layers.Dense(784, activation="sigmoid", name="pixels")(joined))
 
 
+def skip_by_plus():
+    inputs = keras.Input((784,))
+    code = layers.Dense(32, activation="relu", name="code")(inputs)
+    decoded = layers.Dense(784)(code)
+    return keras.Model(inputs, layers.Activation("sigmoid", name="pixels")(decoded + inputs))
+
+
 def two_codes():
     encoder = keras.Sequential(dense_ae_stack()[:2], name="encoder")
     decoder = keras.Sequential([layers.Dense(256, activation="relu", name="code"), layers.Dense(784, activation="sigmoid")])
@@ -274,6 +305,8 @@ AE32 = dense_autoencoder_spec(32)
     (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(hidden=None, code_activation=None)])),
      AE32, r"encoder is linear .* no more than PCA"),
     (lambda: ae_compiled(skip_by_adding()), AE32, r"skips the layer 'code' \(input -> add_input\)"),
+    (lambda: ae_compiled(skip_by_plus()), AE32, r"skips the layer 'code' \(input -> add(_\d+)? -> pixels\)"),  # Keras numbers unnamed ops: add, add_1, ...
+    (lambda: ae_compiled(keras.Model(inputs := keras.Input((784,)), inputs)), AE32, "has no layer named 'code'"),
     (lambda: ae_compiled(skip_by_concatenating()), AE32, r"skips the layer 'code' \(input -> hidden -> join -> pixels\)"),
     (lambda: ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(output="relu")])), AE32,
      "does not end in a sigmoid: its last layer is a Dense with activation 'relu'"),

@@ -306,11 +306,27 @@ def _path_around(output: Step | None, cut: Step) -> list | None:
     return search(output)
 
 
+def _operation_name(operation) -> str:
+    """A layer's class name, or ``keras.ops.<name>`` for an operation such as ``inputs + x``."""
+    import keras
+
+    kind = type(operation).__name__
+    return kind if isinstance(operation, keras.layers.Layer) else f"keras.ops.{_snake(kind)}"
+
+
 def _activation(layer) -> str | None:
+    """The activation a layer applies last: its ``activation`` argument, or what an activation
+    layer (ReLU, Softmax) or operation (keras.ops.sigmoid) is."""
     kind = type(layer).__name__
-    if kind in ("Softmax", "ReLU"):
+    if kind in ("Softmax", "ReLU", "Relu", "Sigmoid"):
         return kind.lower()
     return getattr(getattr(layer, "activation", None), "__name__", None)
+
+
+def _last_words(layer) -> str:
+    if layer is None:
+        return "its output is its input"
+    return f"its last layer is a {type(layer).__name__} with activation {_activation(layer)!r}"
 
 
 def _final_layer(output: Step | None):
@@ -379,7 +395,6 @@ def model_problems(model, spec) -> str | None:
     got_in = tuple(inputs[0].shape)[1:]
     if got_in != tuple(spec.input_shape):
         return f"{call} takes inputs of shape {got_in}; expected {tuple(spec.input_shape)} (one example, no batch axis)."
-    kinds = [type(layer).__name__ for layer in model_layers(model)]
     got_out = tuple(outputs[0].shape)
     if isinstance(spec, AutoencoderSpec):
         want_out = (None, *spec.input_shape)
@@ -388,11 +403,14 @@ def model_problems(model, spec) -> str | None:
                     "its input, so its output has the input's shape.")
     elif got_out != (None, spec.n_classes):
         return f"{call} gives outputs of shape {got_out}; expected (None, {spec.n_classes}): one score per class."
-    foreign = sorted({k for k in kinds if k not in spec.allowed})
+    output = model_graph(model)
+    # every operation on the way to the output: layers, and keras.ops calls of the functional API
+    operations = list({id(s.layer): s.layer for s in _steps(output)}.values())
+    kinds = [type(op).__name__ for op in operations]
+    foreign = sorted({_operation_name(op) for op in operations if type(op).__name__ not in spec.allowed})
     if foreign:
         return (f"{call} uses {', '.join(foreign)}, which this exercise does not ask for; "
                 f"use only {', '.join(spec.allowed)}.")
-    output = model_graph(model)
     if isinstance(spec, AutoencoderSpec):
         return _autoencoder_problems(model, spec, output)
     for names, count, words in spec.at_least:
@@ -401,9 +419,8 @@ def model_problems(model, spec) -> str | None:
             return f"{call} has {have} {words}; the specification asks for at least {count}."
     last = _final_layer(output)
     if _activation(last) != "softmax":
-        return (f"{call} does not end in a softmax: its last layer is a {type(last).__name__} with "
-                f"activation {_activation(last)!r}. The outputs must be probabilities that sum to 1 "
-                "(activation=\"softmax\").")
+        return (f"{call} does not end in a softmax: {_last_words(last)}. The outputs must be probabilities "
+                "that sum to 1 (activation=\"softmax\").")
     params = parameter_count(model)
     if params > spec.max_params:
         return f"{call} has {params:,} parameters; the budget is {spec.max_params:,}."
@@ -455,9 +472,8 @@ def _autoencoder_problems(model, spec: AutoencoderSpec, output: Step | None) -> 
             return f"{call} has {have} {words}{place}; the specification asks for at least {count}."
     last = _final_layer(output)
     if _activation(last) != "sigmoid":
-        return (f"{call} does not end in a sigmoid: its last layer is a {type(last).__name__} with activation "
-                f"{_activation(last)!r}. Pixels lie in [0, 1], and so must the reconstruction "
-                "(activation=\"sigmoid\").")
+        return (f"{call} does not end in a sigmoid: {_last_words(last)}. Pixels lie in [0, 1], and so must "
+                "the reconstruction (activation=\"sigmoid\").")
     params = parameter_count(model)
     if params > spec.max_params:
         return f"{call} has {params:,} parameters; the budget is {spec.max_params:,}."

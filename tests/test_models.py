@@ -357,6 +357,18 @@ def test_valid_variants_of_the_autoencoders_pass(tmp_path):
     assert judged(ae_compiled(small, loss=keras.losses.binary_crossentropy), dense_autoencoder_spec(2), tmp_path) is None
 
 
+def test_a_check_that_cannot_inspect_a_model_says_so_in_words():
+    """Here the fault is the specification's (an at_least entry without its words): the student
+    reads a sentence that names the error and sends them to the instructor, not a traceback."""
+    from dataclasses import replace
+
+    broken = replace(CONV_AE_SPEC, at_least=((("Conv2D",), 1),))
+    model = ae_compiled(keras.Sequential([keras.Input((28, 28, 1)), *conv_ae_stack()]))
+    problem = model_problems(model, broken)
+    assert problem.startswith("the check could not inspect the model build_conv_autoencoder() returned (ValueError")
+    assert problem.endswith("tell your instructor.")
+
+
 def test_the_visible_check_passes_the_code_size_and_raises_the_sentence():
     def build_autoencoder(code_size):
         return ae_compiled(keras.Sequential([keras.Input((784,)), *dense_ae_stack(code=code_size)]))

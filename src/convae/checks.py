@@ -374,7 +374,20 @@ def _compile_problem(model, call: str, losses: set, words: str, advice: str) -> 
 
 def model_problems(model, spec) -> str | None:
     """The first way ``model`` misses ``spec`` (a :class:`ModelSpec` or an :class:`AutoencoderSpec`),
-    as a sentence; None when it meets it."""
+    as a sentence; None when it meets it.
+
+    Every model Keras can build should get one of the sentences below; if inspecting one fails all
+    the same, the failure is said in words (with the error), never shown as this module's traceback.
+    """
+    try:
+        return _model_problems(model, spec)
+    except Exception as err:
+        return (f"the check could not inspect the model {spec.call} returned ({type(err).__name__}: "
+                f"{str(err)[:300]}). Build it as keras.Sequential or keras.Model(inputs, outputs) from "
+                "built-in layers; if it is built that way, tell your instructor.")
+
+
+def _model_problems(model, spec) -> str | None:
     import keras
 
     call = spec.call
@@ -447,9 +460,9 @@ def _autoencoder_problems(model, spec: AutoencoderSpec, output: Step | None) -> 
     if len(codes) > 1:
         return f"{call} uses a layer named {name!r} {len(codes)} times; name only the bottleneck {name!r}, once."
     code = codes[0]
-    size = int(np.prod(code.shape)) if None not in code.shape else None
+    size = int(np.prod(code.shape))
     if size != spec.code_size:
-        return (f"{call}'s layer {name!r} outputs {code.shape} ({size} numbers per image); the code must hold "
+        return (f"{call}'s layer {name!r} outputs {code.shape} ({size:,} numbers per image); the code must hold "
                 f"exactly {spec.code_size} numbers.")
     bypass = _path_around(output, code)
     if bypass is not None:

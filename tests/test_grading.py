@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import os
 import re
 import subprocess
@@ -19,7 +20,7 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from convae.grading.corpus import answer, attacks, load
+from convae.grading.corpus import SEND_OVERSIZED, answer, attacks, load, with_cell
 
 pytestmark = pytest.mark.slow
 CHAPTER = "01-pixels"
@@ -50,6 +51,10 @@ EXPECTED = {
     "read-secrets": (12, "ok"),
     "write-elsewhere": (12, "ok"),
     "infinite-loop": (0, f"- timeout: a cell ran longer than {CELL_SECONDS} s; the notebook was stopped there, 0 points"),
+    # garbage, an over-long line and 30 requests for invert on the judge's socket: the 31st, the
+    # notebook's own check, is refused too (invert's 1 point); the rest is graded
+    "judge-flood": (11, "- judge: 21 more requests for invert refused after the first 10 (a notebook's own "
+                        "checks need one or two: this looks like harvesting the judge's messages)"),
     "kill-kernel": (0, "- crash: the kernel died while running the notebook (os._exit, a signal or a hard limit), 0 points"),
     "memory-bomb": (12, "- memory: cell student-2 ran out of memory (MemoryError)"),
     "output-flood": (12, "- output: cell student-2 printed too much; its output was cut"),
@@ -109,7 +114,8 @@ def corpus(tmp_path_factory):
     # Chapter 04 in the same run: Keras models judged by training, inside the sandbox's limits.
     release4, source4 = load(MODELS_CHAPTER)
     for name, data in {"keras-correct": answer(release4, source4),
-                       "keras-cannot-learn": answer(release4, source4, replace={"build_mlp": ZERO_INIT_MLP})}.items():
+                       "keras-cannot-learn": answer(release4, source4, replace={"build_mlp": ZERO_INIT_MLP}),
+                       "keras-oversized": with_cell(answer(release4, source4), SEND_OVERSIZED)}.items():
         path = submissions / name / MODELS_CHAPTER / f"{MODELS_CHAPTER}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(data, path)
@@ -140,6 +146,42 @@ def test_keras_models_are_judged_by_training_in_the_sandbox(corpus):
     assert "does not learn" in html.unescape(re.sub(r"<[^>]+>", "", feedback))
 
 
+def test_the_judge_refuses_an_oversized_model_and_a_flood_and_the_grader_stays_small(corpus):
+    """A .keras file whose config asks for Dense(1_000_000) (about 16 GB to build) loses build_mlp's
+    3 points with a sentence, before anything is built; the run log says so; the flood's broken
+    connections are logged; no worker (the judge's trusted side) grew by 300 MB in any job."""
+    assert float(corpus["grades"][("keras-oversized", MODELS_CHAPTER)]["score"]) == 11
+    assert ("keras-oversized\t04-mlp-vs-cnn\t- judge: build_mlp: model refused before it was built: its config "
+            "asks for 785,000,000 parameters; the grader builds models of at most 7,000,000 parameters for this "
+            "exercise (the budget is in the exercise's text)") in corpus["log"]
+    page = (corpus["out"] / "feedback" / "keras-oversized" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
+    assert "returned a model that the grader will not build" in html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert ("- judge: 2 connections broke the protocol and were closed (first: the request was not JSON)"
+            in student_lines(corpus["log"], "judge-flood"))
+    results = json.loads((corpus["out"] / "results.json").read_text())["results"]
+    growth = {(r["student"], r["chapter"]): r["grader_growth_mb"] for r in results if "grader_growth_mb" in r}
+    assert len(growth) == len([r for r in results if not r.get("failed")]), "every graded job reports it"
+    print("grader growth per job, MB: max", max(growth.values()), "oversized", growth[("keras-oversized", MODELS_CHAPTER)])
+    assert max(growth.values()) < 300, sorted(growth.items(), key=lambda kv: -kv[1])[:3]
+
+
+def student_lines(log: str, student: str) -> list[str]:
+    return [line.split("\t", 2)[2] for line in log.splitlines() if line.startswith(f"{student}\t{CHAPTER}\t")]
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_each_case_gets_its_exact_score_and_log_line(student, corpus):
+    score, line = EXPECTED[student]
+    row = corpus["grades"][(student, CHAPTER)]
+    assert float(row["score"]) == score and float(row["max_score"]) == 12, (student, row["score"])
+    lines = student_lines(corpus["log"], student)
+    assert lines[0].startswith(f"{score}/12\t"), lines
+    if line == "ok":
+        assert lines[0].split("\t")[1] == "ok" and len(lines) == 1, lines
+    else:
+        assert any(entry.startswith(line) for entry in lines[1:]), lines
+
+
 def student_lines(log: str, student: str) -> list[str]:
     return [line.split("\t", 2)[2] for line in log.splitlines() if line.startswith(f"{student}\t{CHAPTER}\t")]
 
@@ -166,13 +208,14 @@ def test_nothing_is_lost_count_in_equals_count_out(corpus):
     log, grades = corpus["log"], corpus["grades"]
     summary = re.search(r"# (\d+) files in, (\d+) graded, (\d+) not gradable", log)
     assert int(summary.group(1)) == corpus["files"]
-    assert int(summary.group(2)) == len(EXPECTED) + 2 and int(summary.group(3)) == 2
+    assert int(summary.group(2)) == len(EXPECTED) + 3 and int(summary.group(3)) == 2
     assert "frank\t99-nope\t- unknown chapter, ignored: frank/99-nope/99-nope.ipynb" in log
     # a link to the solution is never read: the student is not graded, and the log names the link
     assert ("linked\t01-pixels\t- refused, not read: linked/01-pixels/01-pixels.ipynb "
             "(a symbolic link; only regular files are graded)") in log
     assert not any(line.startswith("linked\t01-pixels\t") and "/12" in line for line in log.splitlines())
-    assert {student for student, _ in grades} == set(EXPECTED) | {"keras-correct", "keras-cannot-learn"}, \
+    assert {student for student, _ in grades} == set(EXPECTED) | {"keras-correct", "keras-cannot-learn",
+                                                                  "keras-oversized"}, \
         "every student is in grades.csv"
     header = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty,score,max_score"
     assert (corpus["out"] / "grades.csv").read_text().splitlines()[0] == header, "nbgrader's export format"

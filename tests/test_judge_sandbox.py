@@ -177,6 +177,7 @@ def test_bounded_decoding_refuses_lies_and_objects_here_too():
     with pytest.raises(Refused, match="dtype object"):
         decode(npy_with_header((1,), descr="|O"))
     assert decode(encode(np.arange(3))).tolist() == [0, 1, 2]
+    assert decode(encode("min")) == "min", "cases carry text too (best_epoch's mode)"
 
 
 def test_a_slow_loris_is_dropped_and_others_are_judged_meanwhile(judge_server):

@@ -50,7 +50,8 @@ KERAS_MEMBERS = {"metadata.json", "config.json", "model.weights.h5"}
 #: specification check then says by how much it is over), never less than MIN_MODEL_PARAMS
 PARAMS_OVER_BUDGET, MIN_MODEL_PARAMS = 10, 1_000_000
 MAX_LAYERS = 2000
-NUMERIC_KINDS = "biuf"
+#: dtypes an encoded array may have: numbers, booleans, and text (cases carry modes like "min")
+ARRAY_KINDS = "biufUS"
 
 
 class Refused(ValueError):
@@ -133,8 +134,8 @@ def decode(text, max_bytes: int = MAX_ARRAY_BYTES):
         shape, fortran, dtype = read_header(f, max_header_size=1024)
     except Exception as err:
         raise Refused(f"an answer was not a valid .npy array ({str(err)[:120]})") from None
-    if dtype.hasobject or dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise Refused(f"an answer has dtype {dtype}; the grader accepts numbers and booleans only")
+    if dtype.hasobject or dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise Refused(f"an answer has dtype {dtype}; the grader accepts numbers, booleans and text only")
     size = math.prod(int(n) for n in shape) * dtype.itemsize
     if size > max_bytes:
         raise Refused(f"an answer is an array of shape {tuple(shape)} ({dtype}, {size:,} bytes); "

@@ -12,19 +12,30 @@ function*; everything else happens in a fresh ``python -I -m convae.judge`` proc
    and answers in plain words. The kernel raises that message, so it shows in feedback.
 
 A function that returns a Keras model sends the model's ``.keras`` file (config and weights); the
-judge rebuilds it with ``safe_mode=True`` and an exercise's ``judge`` inspects or trains that copy,
-never the object in the student's kernel (whose methods the student may have patched).
+judge checks the archive, rebuilds it with ``safe_mode=True`` and an exercise's ``judge`` inspects
+or trains that copy, never the object in the student's kernel (whose methods the student may have
+patched).
 
 The references are the author's own solutions: the judge reads ``solutions/<chapter>/<chapter>.ipynb``
 and runs only its imports, literal constants and ``def``/``class`` statements, so nothing is written
 twice. How to draw inputs and compare answers lives per chapter in ``grading/checks/<chapter>.py``
 (a dict ``EXERCISES`` of :class:`Exercise`), outside the student package.
 
-``hidden_check`` starts a judge process and speaks to it over a pair of pipes. The grading pipeline
-(``convae.grading``) instead runs the judge outside the student's sandbox, where the solutions are
-readable and the kernel cannot reach, passes its unix socket in ``CONVAE_JUDGE_SOCKET`` and
-records every verdict itself: a test cell that nbgrader saw pass without a passing verdict from
-the judge is scored 0. The protocol is the same: a request line, the cases, the results, a verdict.
+The judge has two sides. The trusted one (:func:`draw_task`) checks the request, draws the cases
+and computes the references: it reads the solutions and never decodes what the kernel sent. The
+other (:func:`verdict_on_results`) decodes the kernel's raw results with every size checked first
+(:mod:`convae.bounded`: ``.npy`` headers, ``.keras`` archives and their parameter counts), rebuilds
+models and runs the exercise's verdict. :func:`judge` runs one exchange: a request line, the
+cases, the results (one bounded line), a verdict.
+
+``hidden_check`` starts a one-shot judge process (``python -I -m convae.judge``) and speaks to it
+over a pair of pipes: both sides in that one process, as on a student's own machine there is
+nothing to protect, but with the same bounded reading and decoding. The grading pipeline
+(``convae.grading``) instead serves the trusted side outside the student's sandbox
+(:mod:`convae.grading.judge_server`), where the solutions are readable and the kernel cannot reach,
+passes its unix socket in ``CONVAE_JUDGE_SOCKET``, and hands the results to a sandboxed process
+with its own user id (:mod:`convae.grading.judge_sandbox`); it records every verdict itself: a test
+cell that nbgrader saw pass without a passing verdict from the judge is scored 0.
 """
 from __future__ import annotations
 
@@ -489,7 +500,11 @@ def hidden_check(chapter: str, exercise: str, fn) -> str:
         first = json.loads(reader.readline() or "{}")
         if "error" in first or "cases" not in first:
             raise CheckFailed(first.get("error") or "the hidden check's judge did not answer; tell your instructor.")
-        cases = [[decode(a) for a in args] for args in first["cases"]]
+        try:
+            cases = [[decode(a) for a in args] for args in first["cases"]]
+        except Refused as err:
+            raise CheckFailed(f"the hidden check's judge sent cases this kernel cannot read ({err}); "
+                              "tell your instructor.") from None
         writer.write(json.dumps({"results": [_run_student(fn, args) for args in cases]}) + "\n")
         writer.flush()
         verdict = json.loads(reader.readline() or "{}")

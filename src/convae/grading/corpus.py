@@ -126,6 +126,59 @@ for folder in targets:
 print("WROTE INTO:", written)
 """
 
+# attack: speak the judge's protocol directly: garbage, an over-long line, then a flood of requests
+JUDGE_FLOOD = """# attack: garbage, a line over the judge's limit, and 30 requests for one exercise
+import json, os, socket
+def judge_connection():
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(os.environ["CONVAE_JUDGE_SOCKET"])
+    return sock
+for payload in (b"\\x00\\xff not json\\n", b"x" * 100_000):
+    try:
+        with judge_connection() as sock:
+            sock.sendall(payload)
+            sock.recv(4096)
+    except OSError:  # the judge may close before it has read everything
+        pass
+answers = []
+for _ in range(30):
+    with judge_connection() as sock:
+        sock.sendall(json.dumps({"chapter": "01-pixels", "exercise": "invert"}).encode() + b"\\n")
+        answers.append(sock.recv(1 << 20)[:40])
+print("JUDGE FLOOD:", len(answers), "answers")
+"""
+# a .keras file that asks for Dense(1_000_000) after a 784-wide input: a tiny saved model whose
+# config.json is edited (it needs no weights); building it would take about 16 GB
+OVERSIZED_KERAS = """import io, json, tempfile, zipfile
+import keras
+
+def oversized_keras_bytes(units=1_000_000):
+    small = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    small.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with tempfile.TemporaryDirectory() as folder:
+        small.save(folder + "/small.keras")
+        data = open(folder + "/small.keras", "rb").read()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            content = zin.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(content)
+                config["config"]["layers"][1]["config"]["units"] = units
+                content = json.dumps(config).encode()
+            zout.writestr(item, content)
+    return out.getvalue()
+"""
+# attack: build_mlp's model is sent to the judge as that file (the visible check sees a good model)
+SEND_OVERSIZED = OVERSIZED_KERAS + """
+import base64, convae.judge
+_honest = convae.judge._model_result
+convae.judge._model_result = lambda model: (
+    {"model": base64.b64encode(oversized_keras_bytes()).decode()} if model.inputs[0].shape[-1] == 784
+    else _honest(model))
+"""
+INFINITE_LOOP = "while True:\n    pass\n"
 INFINITE_LOOP = "while True:\n    pass\n"
 KILL_KERNEL = "import os\nos._exit(3)\n"
 MEMORY_BOMB = "import numpy as np\nhog = np.ones((200_000, 100_000))  # 160 GB\n"
@@ -239,6 +292,7 @@ def attacks(release, source) -> dict[str, bytes]:
     twin["id"] = "normalise-check-copy"
     duplicated.cells.insert(index + 1, twin)
     cases["duplicated-test"] = duplicated
+    cases["judge-flood"] = with_cell(full, JUDGE_FLOOD)
     out = {name: dumps(nb) for name, nb in cases.items()}
     out["not-json"] = dumps(full)[:5000]  # a truncated upload
     return out

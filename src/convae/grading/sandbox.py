@@ -23,6 +23,10 @@ its own HOME and cwd            caches and config written by matplotlib, IPython
                                 the job's folder.
 ==============================  ==================================================================
 
+The judge's sandboxed side (:mod:`convae.grading.judge_sandbox`) enters the same sandbox with a
+policy derived from the kernel's: its own folder and user id, and its stdin/stdout kept for the
+judge's protocol (``"stdio": "keep"``); no ``-f`` connection file.
+
 Wall time and output size are limited by the worker (a timeout on the nbgrader process, and a
 per-cell output cap in :mod:`convae.nbgrader_hooks`). Namespaces and a new user id need root; without
 it :func:`capabilities` says what is missing and the run log states it at the top, so a weaker

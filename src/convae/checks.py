@@ -350,7 +350,8 @@ def _construction_problem(model, call: str) -> str | None:
         name = type(layer).__name__
         if isinstance(layer, keras.Model) and not _built_from_config(layer):
             return (f"{call} {where} a subclassed model (class {name}, with its own call()): the grader rebuilds "
-                    f"every model from its saved configuration, and a subclass has none that it can rebuild. {rewrite}")
+                    f"every model from its saved configuration, and a subclass has none that it can rebuild "
+                    f"(registering the class does not help: the grader never runs your code). {rewrite}")
         if name == "Lambda":
             return (f"{call} uses a Lambda layer: the grader rebuilds models in safe mode, which does not run the "
                     "Python code a Lambda holds. Use a built-in layer instead (Reshape, Flatten, Activation, ...).")

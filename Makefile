@@ -22,6 +22,7 @@ help:
 	@echo "make book     build the course website into book/_build/_build/html"
 	@echo "make grade    grade a class: SUBMISSIONS=<folder or .zip> [WORKERS=N] -> grading/grades.csv, feedback/, log.txt"
 	@echo "make limits   measure each chapter's solution, write the grading time limits grading/limits.json"
+	@echo "              CHAPTER=NN-topic: only that chapter (the others keep theirs)"
 	@echo "make check    a student's check before submitting: NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"
 	@echo "make bench    run every chapter in full mode (then its published anchor recipes), write bench/results.json"
 	@echo "              KERAS_BACKEND=jax: the same on JAX (installed first), write bench/results-jax.json"

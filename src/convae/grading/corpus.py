@@ -65,6 +65,16 @@ def with_cell(nb, code: str, after: str | None = None):
     return nb
 
 
+def with_foreign_cell(nb, grade_id: str = "conv2d_single_check"):
+    """A copy of ``nb`` with a graded test cell, ``grade_id`` of another chapter, pasted in after
+    the first code cell: what a student does by copying a cell across notebooks."""
+    nb = with_cell(nb, "print('a test cell copied from chapter 02')")
+    cell = next(c for c in nb.cells if c.get("id", "").startswith("student-"))
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": True, "points": 2,
+                                 "schema_version": 3, "solution": False, "task": False}
+    return nb
+
+
 def dumps(nb) -> bytes:
     return nbformat.writes(nb).encode()
 
@@ -179,7 +189,8 @@ convae.judge._model_result = lambda model: (
     else _honest(model))
 """
 INFINITE_LOOP = "while True:\n    pass\n"
-INFINITE_LOOP = "while True:\n    pass\n"
+# one line that leaves the kernel alive but unable to answer (its own message code calls isinstance)
+HANG_KERNEL = "import builtins\nbuiltins.isinstance = lambda *args: True\n"
 KILL_KERNEL = "import os\nos._exit(3)\n"
 MEMORY_BOMB = "import numpy as np\nhog = np.ones((200_000, 100_000))  # 160 GB\n"
 OUTPUT_FLOOD = "for i in range(1_000_000):\n    print(i, 'flooding the grader with output')\n"
@@ -292,6 +303,8 @@ def attacks(release, source) -> dict[str, bytes]:
     twin["id"] = "normalise-check-copy"
     duplicated.cells.insert(index + 1, twin)
     cases["duplicated-test"] = duplicated
+    cases["hang-kernel"] = with_cell(full, HANG_KERNEL)
+    cases["foreign-cell"] = with_foreign_cell(full)
     cases["judge-flood"] = with_cell(full, JUDGE_FLOOD)
     out = {name: dumps(nb) for name, nb in cases.items()}
     out["not-json"] = dumps(full)[:5000]  # a truncated upload

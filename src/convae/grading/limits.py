@@ -113,8 +113,9 @@ def read_timings(path: Path) -> dict:
     return {"kernel_start": first, "cells": cells, "unfinished": list(started.values())}
 
 
-def where_time_went(timings: dict) -> str:
-    """'kernel start 2 s, slowest cell conv2d_check 5 s' (or the cell still running when stopped)."""
+def where_time_went(timings: dict, total: float | None = None) -> str:
+    """'kernel start 2 s, slowest cell conv2d_check 5 s, the rest 3 s': where a job's ``total``
+    seconds went (the rest: nbgrader before and after the cells, kernel shutdown, feedback)."""
     parts = []
     if timings.get("kernel_start") is not None:
         parts.append(f"kernel start {timings['kernel_start']:.0f} s")
@@ -122,6 +123,8 @@ def where_time_went(timings: dict) -> str:
         name, seconds = max(timings["cells"].items(), key=lambda item: item[1])
         parts.append(f"slowest cell {name} {seconds:.0f} s")
     parts += [f"cell {name} did not finish" for name in timings.get("unfinished", [])]
+    if total is not None and timings.get("kernel_start") is not None and not timings.get("unfinished"):
+        parts.append(f"the rest {total - timings['kernel_start'] - sum(timings['cells'].values()):.0f} s")
     return ", ".join(parts) or "no cell started"
 
 

@@ -353,7 +353,7 @@ def grade(job: dict) -> dict:
             student, chapter, problems + ["feedback could not be generated"], max_score)
     scores = read_scores(gradebook, chapter, student)
     seconds = time.monotonic() - start
-    slow = slow_problem(seconds, job.get("expected_seconds"), where_time_went(timings))
+    slow = slow_problem(seconds, job.get("expected_seconds"), where_time_went(timings, seconds))
     result = {
         "student": student, "chapter": chapter, "file": job.get("file", job["notebook"]),
         "score": sum(s for s, _ in scores.values()), "max_score": max_score,

@@ -56,6 +56,8 @@ def test_a_chapter_missing_from_the_file_gets_the_defaults_and_says_so():
     got, _, note = limits.for_chapter(TABLE, "01-pixels", LIMITS, {"cell_seconds": 99})
     assert got["cell_seconds"] == 99 and got["wall_seconds"] == TABLE["01-pixels"]["wall_seconds"]
     assert note.endswith("; overridden: cell_seconds=99)")
+    got, _, note = limits.for_chapter(None, "01-pixels", LIMITS, {})  # make limits measures this way
+    assert got == LIMITS and note.endswith("(defaults, as asked (--default-limits))")
 
 
 def test_a_stalled_job_is_called_slow_and_a_loaded_one_is_not():

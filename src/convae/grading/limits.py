@@ -68,18 +68,20 @@ def read(root: Path) -> dict:
     return chapters
 
 
-def for_chapter(table: dict, chapter: str, defaults: dict, overrides: dict) -> tuple[dict, float | None, str]:
+def for_chapter(table: dict | None, chapter: str, defaults: dict, overrides: dict) -> tuple[dict, float | None, str]:
     """(limits, expected seconds or None, a log line saying where they came from) for one chapter.
 
     The chapter's measured limits replace the defaults' time limits; ``overrides`` (``--limit``)
-    win over both."""
-    entry = table.get(chapter)
+    win over both. ``table`` None: the file is ignored on purpose (``--default-limits``)."""
+    entry = (table or {}).get(chapter)
     limits = dict(defaults)
     if entry:
         limits.update({key: int(entry[key]) for key in TIMED})
         source = f"from {FILE}"
+    elif table is None:
+        source = "defaults, as asked (--default-limits)"
     else:
-        source = (f"defaults: {chapter} is not in {FILE}, run `make limits` to measure it")
+        source = f"defaults: {chapter} is not in {FILE}, run `make limits` to measure it"
     limits.update(overrides)
     expected = float(entry["expected_seconds"]) if entry else None
     note = (f"# limits for {chapter}: cell {limits['cell_seconds']} s, notebook {limits['wall_seconds']} s"

@@ -262,7 +262,7 @@ def main(argv=None) -> int:
         if name not in LIMITS:
             parser.error(f"unknown limit {name!r}; known: {', '.join(LIMITS)}")
         overrides[name] = int(float(value))
-    table = {} if ns.default_limits else chapter_limits.read(root)
+    table = None if ns.default_limits else chapter_limits.read(root)
     caps = capabilities()
     started = time.monotonic()
     log = [f"# convae grading run, {time.strftime('%Y-%m-%d %H:%M:%S')}, submissions: {ns.submissions or ns.collect}",

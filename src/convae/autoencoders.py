@@ -1,0 +1,80 @@
+"""Helpers for the autoencoder chapters: one training loop, figures, and NumPy geometry.
+
+Nothing here is an exercise's answer: the chapters' exercises (PCA, reconstruction errors, ROC
+areas, the contractive penalty, the models) are written in the notebooks, and these helpers take
+their results as arguments. Keras 3 only (no backend imports), so every backend runs them.
+"""
+from __future__ import annotations
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from convae.plots import show_image
+from convae.training import OneCycle, steps_per_epoch
+
+
+def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: float = 2e-3,
+                    target=None, seed: int = 0) -> float:
+    """Train ``model`` to map ``x`` to ``target`` (default: ``x`` itself) with a one-cycle
+    learning rate, silently; return the training seconds.
+
+    One loop for every autoencoder of a chapter, so comparisons differ only in the model.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    schedule = OneCycle(peak_rate, epochs, steps_per_epoch(len(x), batch_size))
+    start = time.perf_counter()
+    model.fit(x, x if target is None else target, epochs=epochs, batch_size=batch_size,
+              callbacks=[schedule], verbose=0)
+    return time.perf_counter() - start
+
+
+def orthonormal_basis(vectors) -> np.ndarray:
+    """An orthonormal basis (columns) of the span of the columns of ``vectors`` (thin SVD)."""
+    u, s, _ = np.linalg.svd(np.asarray(vectors, dtype=np.float64), full_matrices=False)
+    return u[:, s > s.max() * 1e-10]
+
+
+def principal_angles(a, b) -> np.ndarray:
+    """Principal angles in degrees between the column spaces of ``a`` and ``b`` (smallest first):
+    the arc cosines of the singular values of Qaᵀ Qb for orthonormal bases Qa, Qb."""
+    cosines = np.linalg.svd(orthonormal_basis(a).T @ orthonormal_basis(b), compute_uv=False)
+    return np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
+
+
+def show_rows(rows: dict, n: int = 10, size: float = 1.1, suptitle: str | None = None):
+    """Rows of images with a label on the left: e.g. originals and reconstructions by two models.
+
+    ``rows`` maps a label to an array of square grayscale images, (n, 28, 28), (n, 28, 28, 1) or
+    flattened (n, 784); the first ``n`` of each are shown, column by column, so a column is one
+    input and what each model made of it.
+    """
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) * 1.05), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        images = np.asarray(images).reshape(len(images), -1)
+        side = int(round(np.sqrt(images.shape[1])))
+        images = images.reshape(len(images), side, side)
+        for c in range(n):
+            show_image(images[c], ax=axes[r, c])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_codes(panels: dict, labels, size: float = 4.5, s: float = 3):
+    """Side-by-side scatter plots of 2-D codes coloured by label, one panel per name in ``panels``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size), squeeze=False)
+    for ax, (title, codes) in zip(axes.flat, panels.items()):
+        codes = np.asarray(codes)
+        points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=s, vmin=-0.5, vmax=9.5)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("code 1")
+        ax.set_ylabel("code 2")
+    fig.colorbar(points, ax=axes.ravel().tolist(), ticks=range(10), label="digit")
+    return fig
+

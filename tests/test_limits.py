@@ -136,3 +136,28 @@ def test_changed_points_flags_and_cell_type_are_set_back_to_the_release(chapter0
 def test_an_untouched_submission_has_nothing_to_repair(chapter01):
     release, full = chapter01
     assert repair(dumps(full), release)[1] == []
+
+
+# ---------------------------------------------------------------- user ids across concurrent runs
+
+def test_two_jobs_on_one_machine_never_share_a_sandbox_user_id():
+    """Another run's job holds an id (here: a child process); this job gets another one, and the id
+    is free again once that process is gone (the watchdog kills by user id). 64990: far above the
+    ids real runs start from (61000 + job number), so a grading run beside the test does not hold it."""
+    import subprocess
+    import sys
+
+    from convae.grading.worker import claimed_uid
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom convae.grading.worker import claimed_uid\n"
+                               "with claimed_uid(64990) as uid:\n    print(uid, flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "64990"
+        with claimed_uid(64990) as uid:
+            assert uid != 64990
+    finally:
+        holder.kill()
+        holder.wait()
+    with claimed_uid(64990) as uid:
+        assert uid == 64990

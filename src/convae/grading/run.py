@@ -32,7 +32,7 @@ from convae.book import chapters
 from convae.grading import limits as chapter_limits
 from convae.grading.intake import collect
 from convae.grading.sandbox import capabilities, describe, use_this_environment
-from convae.grading.worker import RESULT_PREFIX
+from convae.grading.worker import RESULT_PREFIX, UID_BASE, UID_COUNT
 from convae.judge import course_root
 
 #: defaults for one notebook. Each chapter's cell and notebook time limits come from
@@ -42,7 +42,6 @@ LIMITS = {
     "wall_seconds": 900, "cell_seconds": 600, "cpu_seconds": 1800,
     "memory_bytes": 6 * 2**30, "file_bytes": 256 * 2**20, "nproc": 512, "output_chars": 5_000_000,
 }
-UID_BASE = 61000
 
 
 def register_chapters(root: Path, gradebook: Path, wanted: list[str], scratch: Path) -> dict:
@@ -180,7 +179,7 @@ def plan(submissions: Path, root: Path, gradebook: Path, scratch: Path, table: d
                 "notebook": str(job.notebook) if job.notebook else None,
                 "file": job.origin, "problems": job.problems, "course_root": str(root),
                 "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
-                "uid": UID_BASE + index % 4000, "limits": per_chapter[job.chapter][0],
+                "uid": UID_BASE + index % UID_COUNT, "limits": per_chapter[job.chapter][0],
                 "expected_seconds": per_chapter[job.chapter][1], "caps": caps}
         (work / "job.json").write_text(json.dumps(spec))
         job_files.append(work / "job.json")

@@ -15,13 +15,16 @@ A submission that cannot be graded still gets a result: zero points and the reas
 from __future__ import annotations
 
 import copy
+import fcntl
 import html
 import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -299,7 +302,43 @@ def confirm_with_judge(source, scores: dict, verdicts_path: Path) -> tuple[dict,
     return overrides, problems
 
 
+#: the sandbox's user ids: one per job being graded on this machine, whichever run it belongs to
+UID_BASE, UID_COUNT = 61000, 4000
+UID_LOCKS = Path(tempfile.gettempdir()) / "convae-grading-uids"
+
+
+@contextmanager
+def claimed_uid(preferred: int):
+    """A sandbox user id that no other job on this machine holds, trying ``preferred`` first.
+
+    The watchdog kills every process of its job's user id. Two grading runs at once (a test run
+    beside `make grade`) numbered their jobs alike, so their job-0013s shared an id, and the first
+    to finish killed the other's kernel: a correct notebook logged as a crash (seen here). Each job
+    holds an flock on one file per id while it runs; the lock dies with the process."""
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    for step in range(UID_COUNT):
+        uid = UID_BASE + (preferred - UID_BASE + step) % UID_COUNT
+        fd = os.open(UID_LOCKS / f"{uid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another job on this machine runs as this id
+            os.close(fd)
+            continue
+        try:
+            yield uid
+        finally:
+            os.close(fd)
+        return
+    raise RuntimeError(f"all {UID_COUNT} sandbox user ids ({UID_BASE}-{UID_BASE + UID_COUNT - 1}) are in use")
+
+
 def grade(job: dict) -> dict:
+    """Grade one job under a user id no other job on this machine holds (see :func:`claimed_uid`)."""
+    with claimed_uid(int(job["uid"])) as uid:
+        return grade_as(dict(job, uid=uid))
+
+
+def grade_as(job: dict) -> dict:
     """Grade one job (see the module docstring); write and return its result."""
     start = time.monotonic()
     os.umask(0o077)  # everything the worker writes is the grader's; the kernel gets only home/

@@ -156,7 +156,10 @@ EXERCISES = {
     "pca_reconstruct": Exercise(draw=pca_cases, kind="f", atol=1e-6),
     "contractive_penalty": Exercise(draw=penalty_cases, kind="f", atol=1e-9),
     "roc_auc": Exercise(draw=auc_cases, atol=1e-9),
+    # the judge ignores the author's model: the trusted side builds none (and imports no Keras)
     "build_autoencoder": Exercise(draw=lambda rng: [(int(rng.choice(CODE_SIZES)),)],
-                                  judge=judge_autoencoder(lambda args: dense_autoencoder_spec(int(args[0])))),
-    "build_conv_autoencoder": Exercise(draw=lambda rng: [()], judge=judge_autoencoder(lambda args: CONV_AE_SPEC)),
+                                  judge=judge_autoencoder(lambda args: dense_autoencoder_spec(int(args[0]))),
+                                  needs_reference=False, max_params=dense_autoencoder_spec(max(CODE_SIZES)).max_params),
+    "build_conv_autoencoder": Exercise(draw=lambda rng: [()], judge=judge_autoencoder(lambda args: CONV_AE_SPEC),
+                                       needs_reference=False, max_params=CONV_AE_SPEC.max_params),
 }

@@ -208,6 +208,33 @@ def test_a_model_that_asks_for_dense_1_000_000_is_refused_in_words(judge_server)
         "is in the exercise's text).")}
 
 
+def test_a_model_it_cannot_count_meets_the_memory_limit_and_gets_a_sentence(judge_server):
+    """An LSTM is a layer the count does not know: the sandboxed side builds it under its address-space
+    limit, which an LSTM(50_000) (10^10 parameters, 40 GB) exceeds; the student reads a sentence,
+    and the next judgement works (on a fresh process if that one died)."""
+    import zipfile
+
+    import keras
+
+    small = keras.Sequential([keras.Input((5, 8)), keras.layers.LSTM(4), keras.layers.Dense(10)])
+    path = judge_server["record"].parent / "lstm.keras"
+    small.save(path)
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            content = zin.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(content)
+                config["config"]["layers"][1]["config"]["units"] = 50_000
+                content = json.dumps(config).encode()
+            zout.writestr(item, content)
+    verdict = exchange(judge_server, {"chapter": "04-mlp-vs-cnn", "exercise": "build_mlp"},
+                       lambda cases: results({"model": base64.b64encode(out.getvalue()).decode()}))
+    assert verdict["ok"] is False and ("could not be built within 6 GB" in verdict["message"]
+                                       or "could not be judged within 6 GB" in verdict["message"]), verdict
+    assert exchange(judge_server, {"chapter": "01-pixels", "exercise": "normalise"}, normalised)["ok"] is True
+
+
 def test_a_zip_bomb_and_foreign_members_are_refused():
     buf = io.BytesIO()
     import zipfile

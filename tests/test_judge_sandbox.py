@@ -190,10 +190,15 @@ def test_a_slow_loris_is_dropped_and_others_are_judged_meanwhile(judge_server):
     slow.close()
 
 
-def oversized_model() -> bytes:
+def corpus_function(name: str):
+    """A function of the corpus's model-editing code (notebook source), defined here."""
     namespace: dict = {}
     exec(OVERSIZED_KERAS, namespace)
-    return namespace["oversized_keras_bytes"]()
+    return namespace[name]
+
+
+def oversized_model() -> bytes:
+    return corpus_function("oversized_keras_bytes")()
 
 
 def test_a_model_that_asks_for_dense_1_000_000_is_refused_in_words(judge_server):
@@ -212,24 +217,12 @@ def test_a_model_it_cannot_count_meets_the_memory_limit_and_gets_a_sentence(judg
     """An LSTM is a layer the count does not know: the sandboxed side builds it under its address-space
     limit, which an LSTM(50_000) (10^10 parameters, 40 GB) exceeds; the student reads a sentence,
     and the next judgement works (on a fresh process if that one died)."""
-    import zipfile
-
     import keras
 
     small = keras.Sequential([keras.Input((5, 8)), keras.layers.LSTM(4), keras.layers.Dense(10)])
-    path = judge_server["record"].parent / "lstm.keras"
-    small.save(path)
-    out = io.BytesIO()
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
-        for item in zin.infolist():
-            content = zin.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(content)
-                config["config"]["layers"][1]["config"]["units"] = 50_000
-                content = json.dumps(config).encode()
-            zout.writestr(item, content)
+    data = corpus_function("with_units")(small, 1, 50_000)
     verdict = exchange(judge_server, {"chapter": "04-mlp-vs-cnn", "exercise": "build_mlp"},
-                       lambda cases: results({"model": base64.b64encode(out.getvalue()).decode()}))
+                       lambda cases: results({"model": base64.b64encode(data).decode()}))
     assert verdict["ok"] is False and ("could not be built within 6 GB" in verdict["message"]
                                        or "could not be judged within 6 GB" in verdict["message"]), verdict
     assert exchange(judge_server, {"chapter": "01-pixels", "exercise": "normalise"}, normalised)["ok"] is True

@@ -163,11 +163,10 @@ print("JUDGE FLOOD:", len(answers), "answers")
 OVERSIZED_KERAS = """import io, json, tempfile, zipfile
 import keras
 
-def oversized_keras_bytes(units=1_000_000):
-    small = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
-    small.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def with_units(model, layer, units):
+    # the .keras bytes of a small saved model whose config.json gives layer `layer` `units`
     with tempfile.TemporaryDirectory() as folder:
-        small.save(folder + "/small.keras")
+        model.save(folder + "/small.keras")
         data = open(folder + "/small.keras", "rb").read()
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w") as zout:
@@ -175,10 +174,15 @@ def oversized_keras_bytes(units=1_000_000):
             content = zin.read(item.filename)
             if item.filename == "config.json":
                 config = json.loads(content)
-                config["config"]["layers"][1]["config"]["units"] = units
+                config["config"]["layers"][layer]["config"]["units"] = units
                 content = json.dumps(config).encode()
             zout.writestr(item, content)
     return out.getvalue()
+
+def oversized_keras_bytes(units=1_000_000):
+    small = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    small.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return with_units(small, 1, units)
 """
 # attack: build_mlp's model is sent to the judge as that file (the visible check sees a good model)
 SEND_OVERSIZED = OVERSIZED_KERAS + """

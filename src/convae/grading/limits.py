@@ -181,14 +181,15 @@ def main(argv=None) -> int:
     table = {chapter: entry for chapter, entry in read(root).items() if chapter in all_chapters(root)}
     for chapter, entry in measured.items():
         table[chapter] = {**derive(entry["slowest_cell_seconds"], entry["job_seconds"]),
-                          "measured": {k: round(v, 1) if isinstance(v, float) else v for k, v in entry.items()}}
+                          "measured": {**{k: round(v, 1) if isinstance(v, float) else v for k, v in entry.items()},
+                                       "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
     document = {
         "about": "Per-chapter grading time limits, written by `make limits` (python -m convae.grading.limits); "
                  "see grading/README.md. cell_seconds = max(cell_floor, slowest cell x factor), wall_seconds = "
                  "max(wall_floor, job x factor), both capped; expected_seconds = the job as measured.",
         "factor": FACTOR, "cell_floor": CELL_FLOOR, "cell_ceiling": CELL_CEILING,
         "wall_floor": WALL_FLOOR, "wall_ceiling": WALL_CEILING,
-        "run": {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "copies": ns.copies,
+        "last_run": {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "chapters": sorted(measured), "copies": ns.copies,
                 "workers": ns.workers, "cpus": os.cpu_count(), "seconds": round(time.monotonic() - started, 1)},
         "chapters": dict(sorted(table.items())),
     }

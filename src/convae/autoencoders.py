@@ -68,7 +68,8 @@ def show_rows(rows: dict, n: int = 10, size: float = 1.1, suptitle: str | None =
 
 def scatter_codes(panels: dict, labels, size: float = 4.5, s: float = 3):
     """Side-by-side scatter plots of 2-D codes coloured by label, one panel per name in ``panels``."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size), squeeze=False,
+                             layout="constrained")  # keeps each panel's axis labels clear of its neighbour
     for ax, (title, codes) in zip(axes.flat, panels.items()):
         codes = np.asarray(codes)
         points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=s, vmin=-0.5, vmax=9.5)

@@ -40,6 +40,37 @@ ZERO_INIT_MLP = """def build_mlp():
     return model
 """
 
+# Valid Keras in the style of keras.io and most books: the functional API (an InputLayer is not a
+# layer the student chose) passes; a subclassed model, which no grader can rebuild from a saved
+# config, loses its points with a sentence saying how to write it instead.
+FUNCTIONAL_MLP = """def build_mlp():
+    inputs = keras.Input(shape=(784,))
+    x = layers.Dense(512, activation="relu")(inputs)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Dense(512, activation="relu")(x)
+    x = layers.Dropout(0.2)(x)
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+SUBCLASSED_CNN = """class SmallCNN(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = layers.Conv2D(16, 3, activation="relu")
+        self.pool = layers.MaxPooling2D(2)
+        self.flat = layers.Flatten()
+        self.out = layers.Dense(10, activation="softmax")
+
+    def call(self, x):
+        return self.out(self.flat(self.pool(self.conv(x))))
+
+def build_cnn():
+    model = SmallCNN()
+    model(keras.ops.zeros((1, 28, 28, 1)))  # builds its weights
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
 # student -> (score, a line the run log must contain for that student, or "ok" for a clean run)
 EXPECTED = {
     "correct": (12, "ok"),
@@ -122,7 +153,9 @@ def corpus(tmp_path_factory):
     release4, source4 = load(MODELS_CHAPTER)
     for name, data in {"keras-correct": answer(release4, source4),
                        "keras-cannot-learn": answer(release4, source4, replace={"build_mlp": ZERO_INIT_MLP}),
-                       "keras-oversized": with_cell(answer(release4, source4), SEND_OVERSIZED)}.items():
+                       "keras-oversized": with_cell(answer(release4, source4), SEND_OVERSIZED),
+                       "keras-styles": answer(release4, source4, replace={"build_mlp": FUNCTIONAL_MLP,
+                                                                          "build_cnn": SUBCLASSED_CNN})}.items():
         path = submissions / name / MODELS_CHAPTER / f"{MODELS_CHAPTER}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(data, path)
@@ -151,6 +184,16 @@ def test_keras_models_are_judged_by_training_in_the_sandbox(corpus):
     assert float(grades[("keras-cannot-learn", MODELS_CHAPTER)]["score"]) == 11
     feedback = (corpus["out"] / "feedback" / "keras-cannot-learn" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
     assert "does not learn" in html.unescape(re.sub(r"<[^>]+>", "", feedback))
+
+
+def test_functional_models_pass_and_a_subclass_is_told_how_to_write_it(corpus):
+    """A functional-API build_mlp keeps its 3 points; a subclassed build_cnn loses its 3 with the
+    sentence of the specification check, not a traceback."""
+    assert float(corpus["grades"][("keras-styles", MODELS_CHAPTER)]["score"]) == 11
+    page = (corpus["out"] / "feedback" / "keras-styles" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "build_cnn() returns a subclassed model (class SmallCNN" in text
+    assert "AttributeError" not in text
 
 
 def test_the_judge_refuses_an_oversized_model_and_a_flood_and_the_grader_stays_small(corpus):
@@ -208,14 +251,14 @@ def test_nothing_is_lost_count_in_equals_count_out(corpus):
     log, grades = corpus["log"], corpus["grades"]
     summary = re.search(r"# (\d+) files in, (\d+) graded, (\d+) not gradable", log)
     assert int(summary.group(1)) == corpus["files"]
-    assert int(summary.group(2)) == len(EXPECTED) + 3 and int(summary.group(3)) == 2
+    assert int(summary.group(2)) == len(EXPECTED) + 4 and int(summary.group(3)) == 2
     assert "frank\t99-nope\t- unknown chapter, ignored: frank/99-nope/99-nope.ipynb" in log
     # a link to the solution is never read: the student is not graded, and the log names the link
     assert ("linked\t01-pixels\t- refused, not read: linked/01-pixels/01-pixels.ipynb "
             "(a symbolic link; only regular files are graded)") in log
     assert not any(line.startswith("linked\t01-pixels\t") and "/12" in line for line in log.splitlines())
     assert {student for student, _ in grades} == set(EXPECTED) | {"keras-correct", "keras-cannot-learn",
-                                                                  "keras-oversized"}, \
+                                                                  "keras-oversized", "keras-styles"}, \
         "every student is in grades.csv"
     header = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty,score,max_score"
     assert (corpus["out"] / "grades.csv").read_text().splitlines()[0] == header, "nbgrader's export format"

@@ -193,7 +193,9 @@ def test_functional_models_pass_and_a_subclass_is_told_how_to_write_it(corpus):
     page = (corpus["out"] / "feedback" / "keras-styles" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
     text = html.unescape(re.sub(r"<[^>]+>", "", page))
     assert "build_cnn() returns a subclassed model (class SmallCNN" in text
-    assert "AttributeError" not in text
+    # the check answers in words; before, a subclass met a raw AttributeError raised inside checks.py
+    # (later narrative cells that use the refused model may still fail: they are not graded)
+    assert "convae/checks.py" not in text and "checks.py" not in text
 
 
 def test_the_judge_refuses_an_oversized_model_and_a_flood_and_the_grader_stays_small(corpus):

@@ -55,7 +55,8 @@ FLIP_HINT = ("your answer is the result for the kernel flipped upside down and l
 
 def single_case(rng, square):
     h, w = (int(v) for v in rng.integers(3, 16, size=2))
-    kh = int(rng.integers(1, min(h, 5) + 1))
+    # a square kernel must fit both sides (kh <= w too: a 12 x 3 image cannot take a 5 x 5 kernel)
+    kh = int(rng.integers(1, min(h, w if square else h, 5) + 1))
     kw = kh if square else int(rng.integers(1, min(w, 5) + 1))
     image = rng.normal(size=(h, w)).round(2)
     kernel = rng.normal(size=(kh, kw)).round(2)

@@ -31,14 +31,11 @@ LEARNING_THRESHOLD = 0.35
 @functools.lru_cache(maxsize=1)
 def training_subset():
     """The same 2,000 training and 1,000 held-out MNIST images for every submission."""
-    from convae.data import load_mnist
+    from convae.data import fixed_subset
 
-    (x_train, y_train), (x_test, y_test) = load_mnist(quiet=True)
-    rng = np.random.default_rng(SEED)
-    train = rng.choice(len(x_train), TRAIN_IMAGES, replace=False)
-    held_out = rng.choice(len(x_test), HELD_OUT_IMAGES, replace=False)
+    x_train, y_train, x_held, y_held = fixed_subset(TRAIN_IMAGES, HELD_OUT_IMAGES, SEED)
     scale = lambda images: images.astype("float32") / 255  # noqa: E731
-    return scale(x_train[train]), y_train[train], scale(x_test[held_out]), y_test[held_out]
+    return scale(x_train), y_train, scale(x_held), y_held
 
 
 def settle_batch_norm(model) -> None:

@@ -47,14 +47,11 @@ CODE_SIZES = (16, 24, 32, 48)
 @functools.lru_cache(maxsize=1)
 def training_subset():
     """The same 2,000 training and 500 held-out MNIST images (x/255, flattened) for every submission."""
-    from convae.data import load_mnist
+    from convae.data import fixed_subset
 
-    (x_train, _), (x_test, _) = load_mnist(quiet=True)
-    rng = np.random.default_rng(SEED)
-    train = rng.choice(len(x_train), TRAIN_IMAGES, replace=False)
-    held_out = rng.choice(len(x_test), HELD_OUT_IMAGES, replace=False)
+    x_train, _, x_held, _ = fixed_subset(TRAIN_IMAGES, HELD_OUT_IMAGES, SEED)
     scale = lambda images: images.reshape(len(images), -1).astype("float32") / 255  # noqa: E731
-    return scale(x_train[train]), scale(x_test[held_out])
+    return scale(x_train), scale(x_held)
 
 
 def held_out_mse(model) -> float:

@@ -296,6 +296,17 @@ def fetch_mnist(cache: Path | str | None = None, sources=SOURCES, quiet: bool = 
     return fetch(MNIST, cache, sources=sources, quiet=quiet)
 
 
+def fixed_subset(n_train: int, n_held_out: int, seed: int):
+    """``(x_train, y_train, x_held_out, y_held_out)``: the same seeded MNIST images (uint8) every
+    time, drawn without replacement from the train and test sets. The hidden checks that train a
+    student's model in the judge use it, so every submission sees the same images."""
+    (x_train, y_train), (x_test, y_test) = load_mnist(quiet=True)
+    rng = np.random.default_rng(seed)
+    train = rng.choice(len(x_train), n_train, replace=False)
+    held_out = rng.choice(len(x_test), n_held_out, replace=False)
+    return x_train[train], y_train[train], x_test[held_out], y_test[held_out]
+
+
 def load_mnist(cache: Path | str | None = None, quiet: bool = False, sources=SOURCES):
     """MNIST as Keras returns it: ``(x_train, y_train), (x_test, y_test)``, uint8, verified.
 

@@ -123,8 +123,9 @@ def read_grades(path: Path) -> dict:
 
 
 def feedback_text(out: Path, student: str) -> str:
+    # words, not line breaks: a check's failure is wrapped for display (CheckFailed._render_traceback_)
     page = (out / "feedback" / student / CHAPTER / f"{CHAPTER}.html").read_text()
-    return html.unescape(re.sub(r"<[^>]+>", "", page))
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", page)).split())
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_keras_models_are_judged_by_training_in_the_sandbox(corpus):
     assert float(grades[("keras-correct", MODELS_CHAPTER)]["score"]) == 14
     assert float(grades[("keras-cannot-learn", MODELS_CHAPTER)]["score"]) == 11
     feedback = (corpus["out"] / "feedback" / "keras-cannot-learn" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
-    assert "does not learn" in html.unescape(re.sub(r"<[^>]+>", "", feedback))
+    assert "does not learn" in " ".join(html.unescape(re.sub(r"<[^>]+>", "", feedback)).split())
 
 
 def test_functional_models_pass_and_a_subclass_is_told_how_to_write_it(corpus):
@@ -191,7 +192,7 @@ def test_functional_models_pass_and_a_subclass_is_told_how_to_write_it(corpus):
     sentence of the specification check, not a traceback."""
     assert float(corpus["grades"][("keras-styles", MODELS_CHAPTER)]["score"]) == 11
     page = (corpus["out"] / "feedback" / "keras-styles" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
-    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", page)).split())
     assert "build_cnn() returns a subclassed model (class SmallCNN" in text
     # the check answers in words; before, a subclass met a raw AttributeError raised inside checks.py
     # (later narrative cells that use the refused model may still fail: they are not graded)
@@ -207,7 +208,7 @@ def test_the_judge_refuses_an_oversized_model_and_a_flood_and_the_grader_stays_s
             "asks for 785,000,000 parameters; the grader builds models of at most 7,000,000 parameters for this "
             "exercise (the budget is in the exercise's text)") in corpus["log"]
     page = (corpus["out"] / "feedback" / "keras-oversized" / MODELS_CHAPTER / f"{MODELS_CHAPTER}.html").read_text()
-    assert "returned a model that the grader will not build" in html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "returned a model that the grader will not build" in " ".join(html.unescape(re.sub(r"<[^>]+>", "", page)).split())
     assert ("- judge: 2 connections broke the protocol and were closed (first: the request was not JSON)"
             in student_lines(corpus["log"], "judge-flood"))
     results = json.loads((corpus["out"] / "results.json").read_text())["results"]

@@ -9,10 +9,13 @@ internals of this module.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 
+#: characters per line of a failure as shown to students (see CheckFailed._render_traceback_)
+DISPLAY_WIDTH = 76
 #: what a dtype "kind" letter means, in words for students
 KIND_WORDS = {"f": "floating-point", "u": "unsigned integer", "i": "integer", "b": "boolean"}
 
@@ -25,7 +28,12 @@ class CheckFailed(AssertionError):
     """
 
     def _render_traceback_(self):
-        return [f"\x1b[0;31mCheckFailed\x1b[0m: {self}"]
+        # Wrapped for display only (str(self) stays one line): the Validate dialog, the feedback
+        # page and `nbgrader validate` (which cuts lines at 87 characters) do not wrap a long line.
+        lines = [textwrap.fill(line, DISPLAY_WIDTH, subsequent_indent=" " * (len(line) - len(line.lstrip())),
+                               break_long_words=False, break_on_hyphens=False)
+                 for line in f"CheckFailed: {self}".split("\n")]
+        return ["\x1b[0;31mCheckFailed\x1b[0m" + "\n".join(lines)[len("CheckFailed"):]]
 
 
 def describe(value) -> str:

@@ -169,3 +169,27 @@ def test_table_has_a_line_per_target_with_its_verdict():
 def test_results_file_per_backend():
     assert default_results_path("tensorflow") == "bench/results.json"
     assert default_results_path("jax") == "bench/results-jax.json"
+
+
+def test_peak_memory_leaves_out_the_hidden_check_judge_only():
+    """The bench measures a chapter's kernel as a student's run has it: the one-shot judge that a
+    solution's hidden tests start is not counted; any other child of the kernel is."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from convae.bench import PeakMemory, is_hidden_check_judge
+
+    judge = subprocess.Popen([sys.executable, "-I", "-m", "convae.judge"], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert is_hidden_check_judge(psutil.Process(judge.pid))
+        assert not is_hidden_check_judge(psutil.Process(other.pid))
+        watched = {p.pid for p in PeakMemory(os.getpid()).processes()}
+        assert other.pid in watched and judge.pid not in watched and os.getpid() in watched
+    finally:
+        for proc in (judge, other):
+            proc.kill()
+            proc.wait()

@@ -180,8 +180,21 @@ def record(**metrics):
     return metrics
 
 
+def is_hidden_check_judge(proc) -> bool:
+    """Whether ``proc`` is the one-shot ``python -I -m convae.judge`` that a solution notebook's hidden
+    tests start (:func:`convae.judge.hidden_check`). A student's notebook (on Binder too) has no
+    hidden tests, so the bench leaves it out of the kernel's memory."""
+    import psutil
+
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return False
+    return "-m" in cmdline and "convae.judge" in cmdline
+
+
 class PeakMemory(ProcessWatch):
-    """Peak RSS of a process and its children (the chapter's kernel)."""
+    """Peak RSS of a process and its children (the chapter's kernel), the hidden-check judge excepted."""
 
     interval = 0.2
 
@@ -195,7 +208,8 @@ class PeakMemory(ProcessWatch):
         import psutil
 
         try:
-            return [self.process, *self.process.children(recursive=True)]
+            return [self.process, *(child for child in self.process.children(recursive=True)
+                                    if not is_hidden_check_judge(child))]
         except psutil.Error:
             return []
 

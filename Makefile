@@ -39,8 +39,9 @@ setup: $(STAMP)
 data: setup
 	$(VENV)/bin/python -m convae.data
 
+# .jupyter-course/overrides.json: the course's JupyterLab defaults (no news popup).
 lab: data
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS) notebooks/01-pixels/01-pixels.ipynb
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.app_settings_dir="$(CURDIR)/.jupyter-course" $(LAB_ARGS) notebooks/01-pixels/01-pixels.ipynb
 
 test: data
 	CONVAE_FAST=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)

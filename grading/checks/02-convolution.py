@@ -240,3 +240,114 @@ EXERCISES = {
                             judge=judge_edge_kernel),
     "relu": Exercise(draw=lambda rng: [relu_case(rng) for _ in range(3)], kind="f", atol=1e-12),
 }
+
+
+# ---------------------------------------------------------------- known-wrong answers
+# Common slips, each with a phrase its hidden check must answer it with (tests/test_wrong_answers.py):
+# a check that lets one of them through, or answers it with another sentence, is broken.
+
+def conv2d_single_flipped(image, kernel):  # scipy.signal.convolve2d's convolution
+    k = np.asarray(kernel, dtype=float)[::-1, ::-1]
+    return _correlate_valid(np.asarray(image, dtype=float)[:, :, None], k[:, :, None, None])[:, :, 0]
+
+
+def conv2d_single_one_row_short(image, kernel):
+    return conv2d_single_flipped(image, np.asarray(kernel)[::-1, ::-1])[:-1]
+
+
+def pad_as_floats(image, p):
+    image = np.asarray(image)
+    out = np.zeros((image.shape[0] + 2 * p, image.shape[1] + 2 * p))
+    out[p:p + image.shape[0], p:p + image.shape[1]] = image
+    return out
+
+
+def pad_after_only(image, p):
+    return np.pad(np.asarray(image), ((0, 2 * p), (0, 2 * p)))
+
+
+def output_size_true_division(W, F, P, S):
+    return (W - F + 2 * P) / S + 1
+
+
+def output_size_off_by_one(W, F, P, S):
+    return (W - F + 2 * P) // S
+
+
+def same_padding_extra_zero_before(W, F, S):
+    total = max((-(-W // S) - 1) * S + F - W, 0)
+    return np.array([total - total // 2, total // 2])
+
+
+def same_padding_true_division(W, F, S):
+    total = max((np.ceil(W / S) - 1) * S + F - W, 0)
+    return np.array([total / 2, total / 2])
+
+
+def conv2d_flipped(image, bank, stride, padding):
+    return _conv2d_variant(image, bank, stride, padding, flip=True)
+
+
+def conv2d_same_zero_on_the_wrong_side(image, bank, stride, padding):
+    return _conv2d_variant(image, bank, stride, padding, extra_before=True)
+
+
+def conv2d_ignores_stride(image, bank, stride, padding):
+    return _conv2d_variant(image, bank, 1, padding)
+
+
+SOBEL = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def edge_kernel_of_zeros(direction):
+    return np.zeros((3, 3))
+
+
+def edge_kernel_wrong_sign(direction):
+    return -SOBEL if direction == "vertical" else -SOBEL.T
+
+
+def edge_kernel_other_direction(direction):
+    return SOBEL.T if direction == "vertical" else SOBEL
+
+
+def edge_kernel_not_zero_sum(direction):
+    return SOBEL + 0.1 if direction == "vertical" else SOBEL.T + 0.1
+
+
+def relu_as_abs(x):
+    return np.abs(np.asarray(x, dtype=float))
+
+
+def relu_rounds_to_int(x):
+    return np.maximum(np.asarray(x), 0).astype(int)
+
+
+WRONG_ANSWERS = {
+    "conv2d_single": [(conv2d_single_flipped, "the textbook convolution"),
+                      (conv2d_single_one_row_short, "returned an array of shape")],
+    "pad": [(pad_as_floats, "expected unsigned integer values"), (pad_after_only, "wrong values")],
+    "output_size": [(output_size_true_division, r"returned \d+\.\d+, expected \d+\."),
+                    (output_size_off_by_one, r"returned \d+, expected \d+\.")],
+    "same_padding": [(same_padding_extra_zero_before, "the extra zero goes after"),
+                     (same_padding_true_division, "returned floats")],
+    "conv2d": [(conv2d_flipped, "the textbook convolution"),
+               (conv2d_same_zero_on_the_wrong_side, "puts the odd extra zero row/column at the top/left"),
+               (conv2d_ignores_stride, "Remember: with padding")],
+    "edge_kernel": [(edge_kernel_of_zeros, "a kernel of zeros"), (edge_kernel_wrong_sign, "negative response"),
+                    (edge_kernel_other_direction, r"responds \(\S+\) to a (horizontal|vertical) edge; it should give 0"),
+                    (edge_kernel_not_zero_sum, "on a flat image")],
+    "relu": [(relu_as_abs, "wrong values"), (relu_rounds_to_int, "expected floating-point values")],
+}
+#: other right answers: an edge detector has many (Prewitt's, a bare difference of columns)
+def edge_kernel_prewitt(direction):
+    prewitt = np.array([[-1.0, 0.0, 1.0]] * 3)
+    return prewitt if direction == "vertical" else prewitt.T.copy()
+
+
+def edge_kernel_difference_of_columns(direction):
+    k = np.array([[0, -1, 1]] * 3, dtype=np.int64)
+    return k if direction == "vertical" else k.T.copy()
+
+
+VALID_ANSWERS = {"edge_kernel": [edge_kernel_prewitt, edge_kernel_difference_of_columns]}

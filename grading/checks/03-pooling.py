@@ -75,6 +75,8 @@ def pool2d_cases(rng):
     x = map3d(rng, low=5)
     x = x[: x.shape[0] - 1 + x.shape[0] % 2, : x.shape[1] - 1 + x.shape[1] % 2]  # odd height and width
     cases.append((x, 2, 2, "max"))
+    # windows of one cell make "sum" and "avg" agree (7 % of draws above): a sum over 2 x 2 tells them apart
+    cases.append((map3d(rng), 2, 1, "sum"))
     return cases
 
 
@@ -92,4 +94,79 @@ EXERCISES = {
     "pool2d": Exercise(draw=pool2d_cases, kind="f", atol=1e-6),
     "global_pool": Exercise(draw=global_cases, kind="f", atol=1e-6),
     "dense_params": Exercise(draw=dense_cases, judge=exactly),
+}
+
+
+# ---------------------------------------------------------------- known-wrong answers
+# Common slips, each with a phrase its hidden check must answer it with (tests/test_wrong_answers.py):
+# a check that lets one of them through, or answers it with another sentence, is broken.
+
+def _windows(x, size, stride):
+    return np.lib.stride_tricks.sliding_window_view(np.asarray(x), (size, size), axis=(0, 1))[::stride, ::stride]
+
+
+def pooled_size_same_as_valid(n, size, stride, padding):
+    return (n - size) // stride + 1
+
+
+def pooled_size_off_by_one(n, size, stride, padding):
+    return -(-n // stride) if padding == "same" else (n - size) // stride
+
+
+def maxpool_started_at_zero(image, size, stride):
+    return np.maximum(_windows(image, size, stride).max(axis=(-2, -1)), 0)
+
+
+def maxpool_keeps_leftovers(image, size, stride):
+    image = np.asarray(image)
+    rows, cols = -(-image.shape[0] // stride), -(-image.shape[1] // stride)
+    return np.array([[image[i * stride:i * stride + size, j * stride:j * stride + size].max()
+                      for j in range(cols)] for i in range(rows)])
+
+
+def avgpool_sums_in_uint8(image, size, stride):
+    image = np.asarray(image)
+    return _windows(image, size, stride).sum(axis=(-2, -1), dtype=image.dtype) / (size * size)
+
+
+def avgpool_ignores_stride(image, size, stride):
+    return _windows(image, size, size).mean(axis=(-2, -1))
+
+
+def pool2d_sum_as_mean(x, size, stride, mode):
+    reduce = {"max": np.max, "avg": np.mean, "sum": np.mean}[mode]
+    return reduce(_windows(x, size, stride), axis=(-2, -1))
+
+
+def pool2d_ignores_stride(x, size, stride, mode):
+    return {"max": np.max, "avg": np.mean, "sum": np.sum}[mode](_windows(x, size, 1), axis=(-2, -1))
+
+
+def global_max_started_at_zero(x, mode):
+    x = np.asarray(x, dtype=np.float64)
+    return np.maximum(x.max(axis=(0, 1)), 0) if mode == "max" else x.mean(axis=(0, 1))
+
+
+def global_pool_keeps_dims(x, mode):
+    x = np.asarray(x, dtype=np.float64)
+    return x.max(axis=(0, 1), keepdims=True) if mode == "max" else x.mean(axis=(0, 1), keepdims=True)
+
+
+def dense_params_without_bias(height, width, channels, pool, units):
+    return (height // pool) * (width // pool) * channels * units
+
+
+def dense_params_rounds_up(height, width, channels, pool, units):
+    return -(-height // pool) * -(-width // pool) * channels * units + units
+
+
+WRONG_ANSWERS = {
+    "pooled_size": [(pooled_size_same_as_valid, r"returned -?\d+, expected \d+\."),
+                    (pooled_size_off_by_one, r"returned -?\d+, expected \d+\.")],
+    "maxpool2d": [(maxpool_started_at_zero, "wrong values"), (maxpool_keeps_leftovers, "returned an array of shape")],
+    "avgpool2d": [(avgpool_sums_in_uint8, "wrong values"), (avgpool_ignores_stride, "returned an array of shape")],
+    "pool2d": [(pool2d_sum_as_mean, "wrong values"), (pool2d_ignores_stride, "returned an array of shape")],
+    "global_pool": [(global_max_started_at_zero, "wrong values"), (global_pool_keeps_dims, "returned an array of shape")],
+    "dense_params": [(dense_params_without_bias, r"returned \d+, expected \d+\."),
+                     (dense_params_rounds_up, r"returned \d+, expected \d+\.")],
 }

@@ -159,3 +159,124 @@ EXERCISES = {
     "per_class_accuracy": Exercise(draw=recall_cases, kind="f", atol=1e-9),
     "shift_images": Exercise(draw=shift_cases, judge=judge_shift),
 }
+
+
+# ---------------------------------------------------------------- known-wrong answers
+# Common slips, each with a phrase its hidden check must answer it with (tests/test_wrong_answers.py):
+# a check that lets one of them through, or answers it with another sentence, is broken.
+# VALID_ANSWERS: smaller models than the chapter's, which must pass the learning threshold too.
+
+def _compiled(*layers_):
+    import keras
+
+    model = keras.Sequential(list(layers_))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def mlp_zero_initialised():  # meets the specification, cannot learn: every hidden unit stays alike
+    from keras import Input, layers
+
+    return _compiled(Input((784,)), layers.Dense(512, activation="relu", kernel_initializer="zeros"),
+                     layers.Dropout(0.2), layers.Dense(512, activation="relu", kernel_initializer="zeros"),
+                     layers.Dropout(0.2), layers.Dense(10, activation="softmax"))
+
+
+def mlp_without_dropout():
+    from keras import Input, layers
+
+    return _compiled(Input((784,)), layers.Dense(512, activation="relu"), layers.Dense(10, activation="softmax"))
+
+
+def mlp_small():  # 784 -> 32 -> 10: 25,450 parameters (measured 0.80 on the judge's subset)
+    from keras import Input, layers
+
+    return _compiled(Input((784,)), layers.Dense(32, activation="relu"), layers.Dropout(0.2),
+                     layers.Dense(10, activation="softmax"))
+
+
+def cnn_zero_initialised():
+    from keras import Input, layers
+
+    return _compiled(Input((28, 28, 1)), layers.Conv2D(16, 3, activation="relu", kernel_initializer="zeros"),
+                     layers.MaxPooling2D(2), layers.Conv2D(64, 3, activation="relu", kernel_initializer="zeros"),
+                     layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax"))
+
+
+def cnn_one_conv_layer():
+    from keras import Input, layers
+
+    return _compiled(Input((28, 28, 1)), layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(2),
+                     layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax"))
+
+
+def cnn_small():  # 8 filters per layer, no hidden Dense layer (measured 0.62 on the judge's subset)
+    from keras import Input, layers
+
+    return _compiled(Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+                     layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+                     layers.Dense(10, activation="softmax"))
+
+
+def best_epoch_zero_based(values, mode):
+    return int(np.argmin(values) if mode == "min" else np.argmax(values))
+
+
+def best_epoch_last_on_ties(values, mode):
+    values = np.asarray(values, dtype=float)[::-1]
+    return len(values) - int(np.argmin(values) if mode == "min" else np.argmax(values))
+
+
+def confusion_matrix_transposed(labels, predictions, n_classes):
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(predictions), np.asarray(labels)), 1)
+    return counts
+
+
+def confusion_matrix_fancy_index(labels, predictions, n_classes):  # repeated pairs count once
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    counts[np.asarray(labels), np.asarray(predictions)] += 1
+    return counts
+
+
+def per_class_accuracy_by_column(counts):  # precision, not recall
+    counts = np.asarray(counts)
+    return np.diag(counts) / np.maximum(counts.sum(axis=0), 1)
+
+
+def per_class_accuracy_integer_division(counts):
+    counts = np.asarray(counts)
+    return np.diag(counts) // counts.sum(axis=1)
+
+
+def shift_with_roll(images, dx, dy):
+    return np.roll(np.asarray(images), (dy, dx), axis=(1, 2))
+
+
+def shift_as_floats(images, dx, dy):
+    images = np.asarray(images)
+    out = np.zeros(images.shape)
+    h, w = images.shape[1:]
+    if abs(dx) < w and abs(dy) < h:
+        out[:, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)] = \
+            images[:, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    return out
+
+
+def shift_the_other_way(images, dx, dy):
+    return shift_as_floats(images, -dx, -dy).astype(np.asarray(images).dtype)
+
+
+WRONG_ANSWERS = {
+    "build_mlp": [(mlp_zero_initialised, "builds a model that does not learn"),
+                  (mlp_without_dropout, "has 0 Dropout layers; the specification asks for at least 1")],
+    "build_cnn": [(cnn_zero_initialised, "builds a model that does not learn"), (cnn_one_conv_layer, "has 1 Conv2D layers; the specification asks for at least 2")],
+    "best_epoch": [(best_epoch_zero_based, r"returned \d+, expected \d+\."),
+                   (best_epoch_last_on_ties, r"returned \d+, expected \d+\.")],
+    "confusion_matrix": [(confusion_matrix_transposed, "wrong values"), (confusion_matrix_fancy_index, "wrong values")],
+    "per_class_accuracy": [(per_class_accuracy_by_column, "wrong values"),
+                           (per_class_accuracy_integer_division, "expected floating-point values")],
+    "shift_images": [(shift_with_roll, "wraps pixels around to the other side"),
+                     (shift_as_floats, "keep the input's dtype"), (shift_the_other_way, "wrong values")],
+}
+VALID_ANSWERS = {"build_mlp": [mlp_small], "build_cnn": [cnn_small]}

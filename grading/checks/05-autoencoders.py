@@ -160,3 +160,105 @@ EXERCISES = {
     "build_conv_autoencoder": Exercise(draw=lambda rng: [()], judge=judge_autoencoder(lambda args: CONV_AE_SPEC),
                                        needs_reference=False, max_params=CONV_AE_SPEC.max_params),
 }
+
+
+# ---------------------------------------------------------------- known-wrong answers
+# Common slips, each with a phrase its hidden check must answer it with (tests/test_wrong_answers.py):
+# a check that lets one of them through, or answers it with another sentence, is broken.
+# VALID_ANSWERS: a smaller model than the chapter's, which must pass the threshold too.
+
+def _autoencoder(*layers_):
+    import keras
+
+    model = keras.Sequential(list(layers_))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+
+
+def autoencoder_zero_initialised(code_size):  # meets the specification, reconstructs the mean digit
+    from keras import Input, layers
+
+    return _autoencoder(Input((784,)), layers.Dense(256, activation="relu", kernel_initializer="zeros"),
+                        layers.Dense(code_size, name="code", kernel_initializer="zeros"),
+                        layers.Dense(256, activation="relu", kernel_initializer="zeros"),
+                        layers.Dense(784, activation="sigmoid"))
+
+
+def autoencoder_without_code_layer(code_size):
+    from keras import Input, layers
+
+    return _autoencoder(Input((784,)), layers.Dense(256, activation="relu"), layers.Dense(code_size),
+                        layers.Dense(256, activation="relu"), layers.Dense(784, activation="sigmoid"))
+
+
+def autoencoder_small(code_size):  # 784-32-code-32-784 (measured 0.0425 at code 16)
+    from keras import Input, layers
+
+    return _autoencoder(Input((784,)), layers.Dense(32, activation="relu"), layers.Dense(code_size, name="code"),
+                        layers.Dense(32, activation="relu"), layers.Dense(784, activation="sigmoid"))
+
+
+def conv_autoencoder_relu_output():
+    from keras import Input, layers
+
+    return _autoencoder(Input((28, 28, 1)), layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+                        layers.Flatten(), layers.Dense(32, name="code"), layers.Dense(14 * 14 * 16, activation="relu"),
+                        layers.Reshape((14, 14, 16)), layers.UpSampling2D(2),
+                        layers.Conv2D(1, 3, padding="same", activation="relu"))
+
+
+def reconstruction_error_summed(images, reconstructions):
+    diff = (np.asarray(images, dtype=float) - np.asarray(reconstructions, dtype=float)).reshape(len(images), -1)
+    return np.sum(diff**2, axis=1)
+
+
+def reconstruction_error_one_number(images, reconstructions):
+    return np.mean((np.asarray(images, dtype=float) - np.asarray(reconstructions, dtype=float)) ** 2)
+
+
+def _top_components(train, k):
+    centred = np.asarray(train, dtype=float) - np.asarray(train, dtype=float).mean(axis=0)
+    return np.linalg.svd(centred, full_matrices=False)[2][:k]
+
+
+def pca_not_centred(train, images, k):
+    components = np.linalg.svd(np.asarray(train, dtype=float), full_matrices=False)[2][:k]
+    return np.asarray(images, dtype=float) @ components.T @ components
+
+
+def pca_mean_not_added_back(train, images, k):
+    components = _top_components(train, k)
+    return (np.asarray(images, dtype=float) - np.mean(train, axis=0)) @ components.T @ components
+
+
+def contractive_penalty_unsquared_derivative(W, h):
+    h = np.asarray(h, dtype=float)
+    return (h * (1 - h)) @ np.sum(np.asarray(W, dtype=float) ** 2, axis=0)
+
+
+def contractive_penalty_without_derivative(W, h):
+    return np.full(len(h), np.sum(np.asarray(W, dtype=float) ** 2))
+
+
+def roc_auc_ties_count_zero(normal_scores, anomalous_scores):
+    return float(np.mean(np.asarray(anomalous_scores)[:, None] > np.asarray(normal_scores)[None, :]))
+
+
+def roc_auc_the_wrong_way_round(normal_scores, anomalous_scores):
+    a, n = np.asarray(anomalous_scores)[:, None], np.asarray(normal_scores)[None, :]
+    return float(np.mean(n > a) + 0.5 * np.mean(n == a))
+
+
+WRONG_ANSWERS = {
+    "reconstruction_error": [(reconstruction_error_summed, "wrong values"),
+                             (reconstruction_error_one_number, "returned a float; return a NumPy array instead")],
+    "pca_reconstruct": [(pca_not_centred, "wrong values"), (pca_mean_not_added_back, "wrong values")],
+    "contractive_penalty": [(contractive_penalty_unsquared_derivative, "wrong values"),
+                            (contractive_penalty_without_derivative, "wrong values")],
+    "roc_auc": [(roc_auc_ties_count_zero, r"returned \S+, expected \S+\."),
+                (roc_auc_the_wrong_way_round, r"returned \S+, expected \S+\.")],
+    "build_autoencoder": [(autoencoder_zero_initialised, "builds a model that does not learn to reconstruct"),
+                          (autoencoder_without_code_layer, "has no layer named 'code'")],
+    "build_conv_autoencoder": [(conv_autoencoder_relu_output, "does not end in a sigmoid")],
+}
+VALID_ANSWERS = {"build_autoencoder": [autoencoder_small]}

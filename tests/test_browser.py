@@ -239,6 +239,18 @@ def test_student_validates_a_release_then_writes_an_exercise_and_it_passes(brows
 
 # ------------------------------------------------------------------------------------------- instructor
 
+def cell_role(cell) -> str:
+    """The role nbgrader's Create Assignment panel shows for a cell, from its metadata."""
+    meta = cell.metadata.get("nbgrader", {})
+    if meta.get("task"):
+        return "Manually graded task"
+    if meta.get("solution"):
+        return "Manually graded answer" if meta.get("grade") else "Autograded answer"
+    if meta.get("grade"):
+        return "Autograded tests"
+    return "Read-only" if meta.get("locked") else "-"
+
+
 def test_instructor_sees_cell_roles_and_the_formgrader_lists_the_chapters(browser, lab, work, shots):
     page = new_page(browser)
     chapter = STUDENT_CHAPTER
@@ -246,9 +258,12 @@ def test_instructor_sees_cell_roles_and_the_formgrader_lists_the_chapters(browse
     page.locator(".jp-SideBar .lm-TabBar-tab", has_text="Create Assignment").click()
     roles = page.locator(".nbgrader-CellType select")
     roles.first.wait_for(timeout=30_000)
-    shown = set(roles.evaluate_all("sels => sels.map(s => s.options[s.selectedIndex].text)"))
+    shown = roles.evaluate_all("sels => sels.map(s => s.options[s.selectedIndex].text)")
+    roles.nth(shown.index("Autograded answer")).scroll_into_view_if_needed()
     shots(page, "instructor-1-create-assignment")
-    assert {"Autograded answer", "Autograder tests"} <= shown, shown
+    expected = [cell_role(c) for c in nbformat.read(notebook_path("solutions", chapter), as_version=4).cells]
+    assert shown == expected, (shown, expected)
+    assert {"Autograded answer", "Autograded tests"} <= set(shown), shown
 
     page.goto(f"{lab}/formgrader?token={TOKEN}")
     page.get_by_text(CHAPTERS[-1]).first.wait_for(timeout=60_000)

@@ -215,6 +215,25 @@ def build_book(root: Path = REPO_ROOT,
     return output / "_build" / "html" / "index.html"
 
 
+def _drop_repeated_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Keep the first of identical scripts: sphinx-thebe 0.3.1 adds its inline configuration twice
+    under Jupyter Book 1, and the second ``const THEBE_JS_URL`` is a console error on every page."""
+    seen, kept = set(), []
+    for script in context.get("script_files", []):
+        # an inline script's file name is None from one extension and "" from another
+        key = (getattr(script, "filename", script) or "", tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    context["script_files"] = kept
+
+
+def setup(app):
+    """Sphinx extension (``book/_config.yml`` lists it): fixes to the generated pages."""
+    app.connect("html-page-context", _drop_repeated_scripts, priority=900)  # after the themes add theirs
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convae.book", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: %(default)s)")

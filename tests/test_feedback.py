@@ -73,6 +73,37 @@ def harmless_content_shows(page: str) -> list[str]:
     return missing
 
 
+def page_text(page: str) -> str:
+    """A page's text as a reader sees it, whitespace collapsed: nbconvert highlights code into
+    <span>s, so a line of code is found in the page only in its text, never in its HTML."""
+    return " ".join(BeautifulSoup(page, "html.parser").get_text("").split())
+
+
+def leaked_hidden_lines(page: str, source) -> list[str]:
+    """The hidden-test lines of the author's notebook ``source`` that a page shows (import lines
+    excluded: a visible cell may import the same names)."""
+    from convae.nbgrader_hooks import hidden_lines
+
+    text = page_text(page)
+    lines = {" ".join(line.split()) for cell in source.cells for line in hidden_lines(cell.source)}
+    return sorted(line for line in lines if not line.startswith(("from ", "import ")) and line in text)
+
+
+def test_a_leaked_hidden_line_is_found_in_a_highlighted_page(exporter):
+    """Rendered by the feedback template, a hidden test's code is split into spans (the HTML never
+    contains the line) and its text still shows it: the leak checks read the text."""
+    from convae.grading.corpus import load
+
+    _, source = load("01-pixels")
+    cell = next(c for c in source.cells if "BEGIN HIDDEN TESTS" in c.source)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell.source)])
+    page, _ = exporter.from_notebook_node(nb, RESOURCES)
+    hidden = [line for line in cell.source.splitlines() if "hidden_check(" in line][0].strip()
+    assert hidden not in page, "the template no longer highlights code: the text check is not needed"
+    assert hidden in leaked_hidden_lines(page, source)
+    assert leaked_hidden_lines(exporter.from_notebook_node(nbformat.v4.new_notebook(), RESOURCES)[0], source) == []
+
+
 @pytest.fixture(scope="module")
 def exporter():
     """The exporter as nbgrader's generate_feedback builds it (its feedback template and paths)."""

@@ -40,7 +40,9 @@ def checks_module(chapter: str) -> types.ModuleType:
     return module
 
 
-MODULES = {chapter: checks_module(chapter) for chapter in CHAPTERS}
+#: chapters with hidden checks (a chapter being written may have none yet)
+MODULES = {chapter: checks_module(chapter) for chapter in CHAPTERS
+           if (ROOT / "grading" / "checks" / f"{chapter}.py").exists()}
 
 
 def judged(chapter: str, exercise: str, fn) -> dict:
@@ -74,7 +76,7 @@ def answer_named(chapter: str, exercise: str, name: str):
     return next(fn for fn in answers if fn.__name__ == name)
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
+@pytest.mark.parametrize("chapter", sorted(MODULES))
 def test_every_exercise_lists_known_wrong_answers(chapter):
     """A chapter without wrong answers for an exercise would leave that hidden check untested."""
     module = MODULES[chapter]

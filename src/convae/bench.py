@@ -168,6 +168,18 @@ TARGETS = {
         wall_time(600),
         peak_memory(1536),  # 1.5 GB: Binder gives 2 GB
     ),
+    "06-denoising": (
+        # Clipped Gaussian noise, sigma 0.5; a published small conv DAE on MNIST: about 20.2 dB.
+        Target("psnr_dae_g050", ">=", 21.0, noun="PSNR", unit="dB", spec=".2f"),
+        # dB above the best classical filter of the same run (each tuned on validation images)
+        Target("dae_gain_over_classical_g050", ">=", 4.0, noun="gain", unit="dB", spec=".2f"),
+        # what not knowing sigma costs, per level; Noise2Noise (unclipped targets) against clean targets
+        *(Target(f"blind_gap_{level}", "<=", 0.5, noun="gap", unit="dB", spec=".2f") for level in ("g010", "g030", "g050")),
+        Target("n2n_gap_g030", "<=", 1.0, noun="gap", unit="dB", spec=".2f"),
+        Target("dae_train_seconds", "<=", 60, noun="time", unit="s", spec=".1f"),
+        wall_time(600),
+        peak_memory(1536),
+    ),
 }
 
 

@@ -94,3 +94,26 @@ CONV_AE_SPEC = AutoencoderSpec(
     at_least=((("Conv2D",), 1, "Conv2D layers", "encoder"),
               (("Conv2D", "Conv2DTranspose"), 1, "Conv2D or Conv2DTranspose layers", "decoder")),
 )
+
+
+# ---------------------------------------------------------------- chapter 06: denoising autoencoders
+#
+# A denoiser needs no narrow bottleneck (the corruption, not the code size, stops it from copying):
+# its code is a 7 x 7 x 32 feature map, 1,568 numbers, wider than the 784 pixels. The structure
+# check still asks for a layer named ``code`` that every path passes through, so the model stays an
+# autoencoder (a skip connection around the code would make it a U-Net, another chapter's topic).
+
+#: ``build_denoiser()``: input and output (28, 28, 1); encoder Conv2D(16, 3, strides=2) and
+#: Conv2D(32, 3, strides=2, name="code") with ReLU (7 x 7 x 32 = 1,568 numbers); decoder
+#: Conv2DTranspose(32, 3, strides=2) and Conv2DTranspose(16, 3, strides=2) with ReLU, Conv2D(1, 3)
+#: with a sigmoid; BCE or MSE. The specified model has 18,817 parameters (32 filters throughout:
+#: 28,353, no better after the judge's training); the budget, 100,000, bounds the judge's time.
+DENOISER_SPEC = AutoencoderSpec(
+    call="build_denoiser()",
+    input_shape=(28, 28, 1),
+    code_size=7 * 7 * 32,
+    max_params=100_000,
+    allowed=AE_CONV_LAYERS,
+    at_least=((("Conv2D",), 1, "Conv2D layers", "encoder"),
+              (("Conv2D", "Conv2DTranspose"), 1, "Conv2D or Conv2DTranspose layers", "decoder")),
+)

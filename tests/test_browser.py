@@ -26,6 +26,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from playwright.sync_api import sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from conftest import CHAPTERS, ROOT, notebook_path
 from test_lab import TOKEN, free_port, graded_cells
@@ -46,8 +48,6 @@ def chromium_path(playwright) -> str | None:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         path = chromium_path(playwright)
         if path is None:
@@ -316,13 +316,18 @@ def test_book_chapter_reads_offline(browser, book_site, shots, chapter):
 
     maths = page.locator(".math").count()
     if maths:
-        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000)
+        try:
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=15_000)
+        except PlaywrightTimeout:
+            pytest.fail(f"MathJax did not start on the page; requests to other hosts (blocked): {page.blocked}")
         page.evaluate("() => MathJax.startup.promise")
         raw = page.evaluate("() => [...document.querySelectorAll('.math')]"
                             ".filter(m => !m.querySelector('mjx-container')).map(m => m.textContent)")
         assert not raw, f"{len(raw)} of {maths} equations not typeset: {raw[:3]}"
         source = page.evaluate("() => [...document.scripts].map(s => s.src).filter(s => /mathjax/i.test(s))")
         assert source and all(s.startswith(book_site) for s in source), source
+        page.locator(".math").first.scroll_into_view_if_needed()
+        shots(page, f"book-{chapter}-maths")
 
     toggle = page.locator("details summary", has_text="Show solution").first
     toggle.scroll_into_view_if_needed()

@@ -43,6 +43,9 @@ def test_the_specified_and_smaller_models_pass():
 @pytest.mark.parametrize("model, spec, message", [
     (lambda: compiled(mlp(512, inputs=28)), MLP_SPEC, r"inputs of shape \(28,\); expected \(784,\)"),
     (lambda: compiled(mlp(512, out_activation=None)), MLP_SPEC, "does not end in a softmax"),
+    # chapter 04 teaches this (logits and from_logits=True) as the alternative its exercises do not use
+    (lambda: compiled(mlp(512, out_activation=None), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+     MLP_SPEC, "does not end in a softmax"),
     (lambda: mlp(512), MLP_SPEC, "not compiled"),
     (lambda: compiled(mlp(512), loss="mse"), MLP_SPEC, "compiled with loss 'mse'"),
     (lambda: compiled(mlp(512), metrics=()), MLP_SPEC, "without the accuracy metric"),
@@ -84,6 +87,36 @@ def test_one_cycle_rises_to_its_peak_then_decays_to_zero():
     assert all(a >= b for a, b in zip(rates[200:], rates[201:]))  # then falling
     assert rates[-1] < 1e-4 * peak and one_cycle_rate(total, total, peak) == pytest.approx(0, abs=1e-12)
     assert rates[600] == pytest.approx(peak / 2, rel=1e-6)  # the cosine's midpoint
+
+
+def keras_one_cycle(peak, total_steps, warmup=0.2):
+    """Chapter 04's schedule (its `one_cycle`): Keras's CosineDecay with a linear warm-up."""
+    warmup_steps = int(warmup * total_steps)
+    return keras.optimizers.schedules.CosineDecay(peak / 10, total_steps - warmup_steps, warmup_target=peak,
+                                                  warmup_steps=warmup_steps)
+
+
+@pytest.mark.parametrize("total", [1000, 32, 7])
+def test_keras_cosine_decay_with_warmup_is_the_one_cycle_rate(total):
+    """Chapter 04 replaced the OneCycle callback by CosineDecay: the same rate at every step."""
+    peak = 2e-3
+    schedule = keras_one_cycle(peak, total)
+    for step in range(total + 1):
+        assert float(schedule(step)) == pytest.approx(one_cycle_rate(step, total, peak), rel=1e-5, abs=1e-10)
+
+
+def test_an_optimizer_with_the_schedule_trains_at_the_schedules_rate():
+    """Inside fit, the optimiser's rate follows its own step counter (no callback sets it)."""
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3, activation="softmax")])
+    schedule = keras_one_cycle(1e-2, total_steps=10)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).normal(size=(24, 4)).astype("float32"), np.arange(24) % 3
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 6 of the 10 planned steps
+    assert int(model.optimizer.iterations) == 6
+    assert float(model.optimizer.learning_rate) == pytest.approx(one_cycle_rate(6, 10, 1e-2), rel=1e-5)
 
 
 # ---------------------------------------------------------------- every way of writing a model, judged alike

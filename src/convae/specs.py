@@ -9,6 +9,11 @@ from convae.checks import AutoencoderSpec, ModelSpec
 DENSE_LAYERS = ("Dense", "Dropout", "BatchNormalization", "Activation", "ReLU", "Softmax")
 POOLING = ("MaxPooling2D", "AveragePooling2D")
 
+# Chapter 04's classifiers end in a softmax and are compiled with a loss on probabilities;
+# from_logits=True is refused (on a softmax output it would take the softmax twice). The chapter
+# teaches a linear output with from_logits=True (log-sum-exp) as the stable alternative that its
+# exercises do not use, and says the check refuses it: text and check agree.
+
 #: chapter 04: 784 -> 512 -> 512 -> 10, ReLU, dropout (669,706 parameters as specified)
 MLP_SPEC = ModelSpec(
     call="build_mlp()",

@@ -1,4 +1,10 @@
-"""Training helpers that several chapters use: a one-cycle learning-rate policy.
+"""Training helpers: a one-cycle learning-rate policy.
+
+Chapter 04 uses Keras's own schedule instead, ``keras.optimizers.schedules.CosineDecay`` with a
+warm-up, which the optimiser evaluates inside the compiled training step and which gives the same
+rate as :func:`one_cycle_rate` at every step (tests/test_models.py). :class:`OneCycle`, a callback
+that sets the rate from Python before every batch, stays until chapter 05
+(:mod:`convae.autoencoders`) has switched too; :func:`one_cycle_rate` is the formula both follow.
 
 Backend-agnostic (Keras 3 only, no TensorFlow imports), so the chapters and ``make bench`` run
 with ``KERAS_BACKEND=jax`` as well.

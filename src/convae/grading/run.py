@@ -34,6 +34,7 @@ from convae.grading.intake import collect
 from convae.grading.sandbox import capabilities, describe, use_this_environment
 from convae.grading.worker import RESULT_PREFIX, UID_BASE, UID_COUNT
 from convae.judge import course_root
+from convae.progress import Progress
 
 #: defaults for one notebook. Each chapter's cell and notebook time limits come from
 #: grading/limits.json (`make limits`, :mod:`convae.grading.limits`); these times apply only to a chapter
@@ -289,8 +290,9 @@ def main(argv=None) -> int:
             print(f"{len(job_files)} jobs planned; run `python -m convae.grading.worker JOB.json` for each line "
                   f"of {scratch / 'jobs.txt'}, then `--collect {scratch}`")
             return 0
+        progress = Progress(len(job_files), "graded")  # printed only, not in log.txt
         results = grade_all(job_files, ns.workers, scratch,
-                            report=lambda result: print("\n".join(log_lines(result)), flush=True))
+                            report=lambda result: print("\n".join([*log_lines(result), progress.step()]), flush=True))
         summary = finish(scratch, results, root, out, gradebook, log, time.monotonic() - started, ns.workers, caps)
         print(summary)
         print(f"grades: {out / 'grades.csv'}   feedback: {out / 'feedback'}   log: {out / 'log.txt'}")

@@ -30,10 +30,21 @@ def test_wrong_answers_fail_with_a_plain_message(exercise, wrong, phrase):
 
 
 def test_patching_the_kernel_side_compare_does_not_fool_the_judge(monkeypatch):
-    import convae.checks
+    """The student patches every `compare` the kernel holds (the judge module keeps its own
+    reference): a judgement in this process is fooled, the judge's pristine process is not."""
+    import json
 
-    monkeypatch.setattr(convae.checks, "compare", lambda *a, **k: None)  # "everything is fine"
-    with pytest.raises(CheckFailed):
+    import convae.checks
+    import convae.judge
+    from conftest import ROOT
+
+    for module in (convae.checks, convae.judge):
+        monkeypatch.setattr(module, "compare", lambda *a, **k: None)  # "everything is fine"
+    task = convae.judge.draw_task("01-pixels", "normalise", ROOT)
+    results = [convae.judge._run_student(lambda x: x, [convae.judge.decode(a) for a in args]) for args in task.cases]
+    assert convae.judge.verdict_on_results(task, json.dumps({"results": results}).encode())["ok"], \
+        "the patch is live in this process"
+    with pytest.raises(CheckFailed, match="expected floating-point values"):
         hidden_check("01-pixels", "normalise", lambda x: x)
 
 

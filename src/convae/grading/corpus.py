@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -103,13 +105,17 @@ get_ipython().set_custom_exc((BaseException,), lambda shell, etype, evalue, tb, 
 builtins.AssertionError = type("NeverRaised", (Exception,), {})
 """
 
-READ_SECRETS = """# attack: read the solutions, the hidden-check specs and the gradebook from disk
+#: where the grader's runs keep their jobs (run.py's mkdtemp honours TMPDIR), as the grader sees it
+#: when it writes the corpus: the attacks look there, not in a /tmp that may hold no job at all
+GRADER_SCRATCH = os.path.join(tempfile.gettempdir(), "convae-grade-*")
+
+READ_SECRETS = f"scratch = {GRADER_SCRATCH!r}\n" + """# attack: read the solutions, the hidden-check specs and the gradebook from disk
 import glob, os, convae.judge
 found = []
 root = str(convae.judge.course_root())
 for pattern in [root + "/solutions/*/*.ipynb", root + "/grading/checks/*.py", root + "/grading/*.db",
                 root + "/solutions/01-pixels/01-pixels.ipynb", root + "/grading/checks/01-pixels.py",
-                "/tmp/convae-grade-*/*/course/grading/gradebook.db", "/tmp/convae-grade-*/*/verdicts.jsonl",
+                scratch + "/*/course/grading/gradebook.db", scratch + "/*/verdicts.jsonl",
                 root + "/.git/HEAD"]:
     for path in glob.glob(pattern) or ([pattern] if "*" not in pattern else []):
         try:
@@ -120,10 +126,10 @@ print("SECRETS FOUND:", [f for f in found if isinstance(f[1], int)])
 print("SECRETS DENIED:", len([f for f in found if not isinstance(f[1], int)]))
 """
 
-WRITE_ELSEWHERE = """# attack: write into other students' folders, the gradebook and the course
+WRITE_ELSEWHERE = f"scratch = {GRADER_SCRATCH!r}\n" + """# attack: write into other students' folders, the gradebook and the course
 import glob, os, convae.judge
 root = str(convae.judge.course_root())
-targets = glob.glob("/tmp/convae-grade-*/job-*/home") + glob.glob("/tmp/convae-grade-*/job-*/course/grading")
+targets = glob.glob(scratch + "/job-*/home") + glob.glob(scratch + "/job-*/course/grading")
 targets += [root + "/grading", root + "/solutions/01-pixels", root + "/notebooks", "/tmp"]
 written = []
 for folder in targets:

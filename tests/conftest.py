@@ -60,19 +60,32 @@ def released(course) -> dict:
 
 
 _executed: dict = {}
+#: chapter -> what its fast-mode run reported with convae.bench.record (filled by `executed`)
+RECORDED: dict = {}
 
 
 @pytest.fixture(scope="session")
-def executed():
+def executed(tmp_path_factory):
     """Execute a solution notebook once per session, in fast mode: executed(chapter) -> notebook.
 
-    The contract test and the book build share the run (the book needs outputs anyway).
+    The contract test and the book build share the run (the book needs outputs anyway); the
+    metrics the chapter records land in RECORDED[chapter], as `make bench` would collect them.
     """
+    import json
+
+    from convae.bench import METRICS_ENV
     from convae.book import execute_chapter
 
     def get(chapter: str):
         if chapter not in _executed:
-            _executed[chapter] = execute_chapter(chapter, ROOT)
+            metrics = tmp_path_factory.mktemp("metrics") / f"{chapter}.jsonl"
+            os.environ[METRICS_ENV] = str(metrics)  # the kernel inherits it
+            try:
+                _executed[chapter] = execute_chapter(chapter, ROOT)
+            finally:
+                del os.environ[METRICS_ENV]
+            lines = metrics.read_text().splitlines() if metrics.exists() else []
+            RECORDED[chapter] = {k: v for line in lines for k, v in json.loads(line).items()}
         return _executed[chapter]
 
     return get

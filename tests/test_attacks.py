@@ -138,8 +138,9 @@ def attacked(tmp_path_factory, listener):
     path.write_bytes(dumps(with_cell(answer(release, source), code)))
     out = base / "out"
     # the cell waits for a child to burn CPU_SECONDS: give it room on a busy machine
-    grade(base / "submitted", out, "--limit", f"cpu_seconds={CPU_SECONDS}", "--limit", f"memory_bytes={MEMORY_BYTES}",
-          "--limit", f"file_bytes={FILE_BYTES}", "--limit", f"nproc={NPROC}", "--limit", "cell_seconds=120", "--limit", "wall_seconds=300")
+    limits = {"cpu_seconds": CPU_SECONDS, "memory_bytes": MEMORY_BYTES, "file_bytes": FILE_BYTES, "nproc": NPROC,
+              "cell_seconds": 120, "wall_seconds": 300}
+    grade(base / "submitted", out, *(arg for name, value in limits.items() for arg in ("--limit", f"{name}={value}")))
     ended = time.time()
     text = feedback_text(out, "mallory")
     found = re.search(r"ATTACKS: (\{.*?\})", text)

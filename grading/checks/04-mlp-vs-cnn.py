@@ -270,7 +270,8 @@ def shift_the_other_way(images, dx, dy):
 WRONG_ANSWERS = {
     "build_mlp": [(mlp_zero_initialised, "builds a model that does not learn"),
                   (mlp_without_dropout, "has 0 Dropout layers; the specification asks for at least 1")],
-    "build_cnn": [(cnn_zero_initialised, "builds a model that does not learn"), (cnn_one_conv_layer, "has 1 Conv2D layers; the specification asks for at least 2")],
+    "build_cnn": [(cnn_zero_initialised, "builds a model that does not learn"),
+                  (cnn_one_conv_layer, "has 1 Conv2D layers; the specification asks for at least 2")],
     "best_epoch": [(best_epoch_zero_based, r"returned \d+, expected \d+\."),
                    (best_epoch_last_on_ties, r"returned \d+, expected \d+\.")],
     "confusion_matrix": [(confusion_matrix_transposed, "wrong values"), (confusion_matrix_fancy_index, "wrong values")],

@@ -122,6 +122,36 @@ def judge_same_padding(actual, expected, call, args):
     return problem
 
 
+# ---------------------------------------------------------------- conv2d_filter
+
+def filter_case(rng, channels):
+    kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
+    h, w = int(rng.integers(kh, 13)), int(rng.integers(kw, 13))
+    return rng.normal(size=(h, w, channels)).round(2), rng.normal(size=(kh, kw, channels)).round(2)
+
+
+def filter_cases(rng):
+    # one 1-channel case, the rest with 2-4 channels: an answer that ignores channels fails
+    return [filter_case(rng, 1)] + [filter_case(rng, int(rng.integers(2, 5))) for _ in range(3)]
+
+
+def judge_conv2d_filter(actual, expected, call, args):
+    image, kernel = args
+    problem = compare(actual, expected, call, kind="f", atol=1e-5)
+    if not problem:
+        return None
+    out_h, out_w = np.shape(expected)
+    if np.shape(actual) == (out_h, out_w, image.shape[2]):
+        return (f"{call} returned one map per channel, shape {np.shape(actual)}; one filter gives one map: "
+                f"add the channels up too, for shape {(out_h, out_w)}.")
+    if _matches(actual, _conv2d_variant(image, kernel[..., None], 1, "valid", flip=True)[..., 0]):
+        return f"{call}: {FLIP_HINT}"
+    if image.shape[2] > 1 and _matches(actual, _correlate_valid(image[..., :1], kernel[..., :1, None])[..., 0]):
+        return (f"{call}: your answer uses only the first channel; a filter as deep as the image sums its "
+                "window over every channel.")
+    return problem
+
+
 # ---------------------------------------------------------------- conv2d
 
 def conv_case(rng, padding, stride, f=None):
@@ -235,6 +265,7 @@ EXERCISES = {
         draw=lambda rng: [same_case(rng, kind) for kind in ("stride 1", "even kernel", "stride 2+",
                                                             "stride 2+", "small kernel", "stride 2+")],
         judge=judge_same_padding),
+    "conv2d_filter": Exercise(draw=filter_cases, judge=judge_conv2d_filter),
     "conv2d": Exercise(draw=conv_cases, judge=judge_conv2d),
     "edge_kernel": Exercise(draw=lambda rng: [(d,) for d in rng.permutation(["vertical", "horizontal"]).tolist()],
                             judge=judge_edge_kernel),
@@ -284,6 +315,21 @@ def same_padding_true_division(W, F, S):
     return np.array([total / 2, total / 2])
 
 
+def conv2d_filter_flipped(image, kernel):
+    return _conv2d_variant(image, np.asarray(kernel)[..., None], 1, "valid", flip=True)[..., 0]
+
+
+def conv2d_filter_map_per_channel(image, kernel):  # forgot to add the channels up
+    image, kernel = np.asarray(image, dtype=float), np.asarray(kernel, dtype=float)
+    return np.stack([_correlate_valid(image[..., c:c + 1], kernel[..., c:c + 1, None])[..., 0]
+                     for c in range(image.shape[2])], axis=-1)
+
+
+def conv2d_filter_first_channel_only(image, kernel):
+    image, kernel = np.asarray(image, dtype=float), np.asarray(kernel, dtype=float)
+    return _correlate_valid(image[..., :1], kernel[..., :1, None])[..., 0]
+
+
 def conv2d_flipped(image, bank, stride, padding):
     return _conv2d_variant(image, bank, stride, padding, flip=True)
 
@@ -331,6 +377,9 @@ WRONG_ANSWERS = {
                     (output_size_off_by_one, r"returned \d+, expected \d+\.")],
     "same_padding": [(same_padding_extra_zero_before, "the extra zero goes after"),
                      (same_padding_true_division, "returned floats")],
+    "conv2d_filter": [(conv2d_filter_flipped, "the textbook convolution"),
+                      (conv2d_filter_map_per_channel, "one filter gives one map"),
+                      (conv2d_filter_first_channel_only, "uses only the first channel")],
     "conv2d": [(conv2d_flipped, "the textbook convolution"),
                (conv2d_same_zero_on_the_wrong_side, "puts the odd extra zero row/column at the top/left"),
                (conv2d_ignores_stride, "Remember: with padding")],

@@ -104,6 +104,34 @@ def test_a_leaked_hidden_line_is_found_in_a_highlighted_page(exporter):
     assert leaked_hidden_lines(exporter.from_notebook_node(nbformat.v4.new_notebook(), RESOURCES)[0], source) == []
 
 
+def test_the_course_feedback_preprocessors_remove_every_hidden_line(exporter, tmp_path):
+    """nbgrader_config.py's feedback preprocessors (all but GetGrades, which reads a gradebook) on
+    every graded cell of chapter 01, its hidden tests and a traceback quoting one included: the
+    rendered page's text shows none of them."""
+    import copy
+
+    from traitlets.config import PyFileConfigLoader
+
+    from conftest import ROOT
+    from convae.grading.corpus import load
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    _, source = load("01-pixels")
+    nb = nbformat.v4.new_notebook(cells=[copy.deepcopy(c) for c in source.cells if "BEGIN HIDDEN TESTS" in c.source])
+    quoted = nb.cells[0].source.splitlines()
+    nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="wrong",
+                                                  traceback=["Traceback", *quoted])]
+    for cell in nb.cells:  # what GetGrades would have read from the gradebook
+        cell.metadata.nbgrader.update(score=0, max_score=cell.metadata.nbgrader.get("points", 0))
+    resources = dict(RESOURCES, config_dir=str(tmp_path))  # as nbconvert gives it (a custom CSS folder)
+    for preprocessor in config.GenerateFeedback.preprocessors:
+        if preprocessor.__name__ != "GetGrades":
+            nb, resources = preprocessor(config=config).preprocess(nb, resources)
+    page, _ = exporter.from_notebook_node(nb, RESOURCES)
+    assert "Traceback" in page_text(page), "the traceback itself is still shown"
+    assert leaked_hidden_lines(page, source) == []
+
+
 @pytest.fixture(scope="module")
 def exporter():
     """The exporter as nbgrader's generate_feedback builds it (its feedback template and paths)."""

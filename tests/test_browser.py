@@ -76,7 +76,7 @@ def shots(request, tmp_path_factory):
     return shot
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")  # stopped before the book tests, so that they do not share the CPU with it
 def lab(tmp_path_factory):
     """`make lab` exactly as the README starts it (fast mode), with a token and no browser window.
 
@@ -124,7 +124,7 @@ def new_page(browser, **context_args):
 
 # ---------------------------------------------------------------------------------------------- student
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def work():
     """Copies of the chapter folders the tests open, under the lab's root: Validate saves the notebook,
     and the committed release and author notebooks must stay as they are. Returns the folder."""
@@ -137,9 +137,13 @@ def work():
 
 
 def open_notebook(page, lab: str, path: str):
+    """Open a notebook and wait until all its cells are on the page and its kernel is idle (a busy
+    machine first shows an empty placeholder notebook, where Run All would run nothing)."""
+    cells = len(nbformat.read(ROOT / path, as_version=4).cells)
     page.goto(f"{lab}/lab/tree/{path}?token={TOKEN}")
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+    page.wait_for_function("n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n",
+                           arg=cells, timeout=120_000)
+    page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for(timeout=120_000)
 
 
 def run_all(page):
@@ -196,47 +200,6 @@ def first_exercise(chapter: str) -> tuple[int, str]:
                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
 
 
-def test_student_validates_a_release_then_writes_an_exercise_and_it_passes(browser, lab, work, shots):
-    chapter = STUDENT_CHAPTER
-    page = new_page(browser)
-    open_notebook(page, lab, (work / "notebooks" / chapter / f"{chapter}.ipynb").relative_to(ROOT).as_posix())
-    first_failure = run_all(page)
-    shots(page, f"student-1-{chapter}-after-run-all")
-    assert NOT_WRITTEN in first_failure.inner_text(), first_failure.inner_text()
-    # JupyterLab asks about its news feed a few seconds after start, unless the course turned it off
-    assert not page.get_by_text("official Jupyter news").count(), "the news popup greets the student"
-
-    failures = validate(page)
-    shots(page, f"student-2-{chapter}-validate-unwritten")
-    assert len(failures) == graded_cells(chapter), [f["text"] for f in failures]
-    assert all(NOT_WRITTEN in f["text"] for f in failures), [f["text"] for f in failures]
-    cut = [f["text"] for f in failures if f["overflows"] or f["right"] > f["dialogRight"]]
-    assert not cut, f"failures wider than the Validate dialog: {cut}"
-    names = exercise_names(failures)
-    close_dialog(page)
-
-    index, grade_id = first_exercise(chapter)
-    assert grade_id in names, (grade_id, names)
-    editor = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".cm-content")
-    editor.click()
-    page.keyboard.press("Control+A")
-    # insert_text: as a paste, so the editor's auto-indent and bracket closing leave the code as written
-    page.keyboard.insert_text(solution_source(chapter, grade_id))
-    page.keyboard.press("Shift+Enter")  # run the exercise; the focus moves to its check, run that too
-    page.keyboard.press("Shift+Enter")
-    wait_idle(page)
-    check = page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
-    check.scroll_into_view_if_needed()
-    shots(page, f"student-3-{chapter}-{grade_id}-written")
-    assert check.locator(".jp-OutputArea-output").count() and not check.locator(".jp-OutputArea-output", has_text="CheckFailed").count(), \
-        check.inner_text()
-    failures = validate(page)
-    shots(page, f"student-4-{chapter}-validate-again")
-    assert len(failures) == graded_cells(chapter) - 1, [f["text"] for f in failures]
-    assert exercise_names(failures) == names - {grade_id}
-    close_dialog(page)
-
-
 # ------------------------------------------------------------------------------------------- instructor
 
 def cell_role(cell) -> str:
@@ -251,25 +214,68 @@ def cell_role(cell) -> str:
     return "Read-only" if meta.get("locked") else "-"
 
 
-def test_instructor_sees_cell_roles_and_the_formgrader_lists_the_chapters(browser, lab, work, shots):
-    page = new_page(browser)
-    chapter = STUDENT_CHAPTER
-    open_notebook(page, lab, (work / "solutions" / chapter / f"{chapter}.ipynb").relative_to(ROOT).as_posix())
-    page.locator(".jp-SideBar .lm-TabBar-tab", has_text="Create Assignment").click()
-    roles = page.locator(".nbgrader-CellType select")
-    roles.first.wait_for(timeout=30_000)
-    shown = roles.evaluate_all("sels => sels.map(s => s.options[s.selectedIndex].text)")
-    roles.nth(shown.index("Autograded answer")).scroll_into_view_if_needed()
-    shots(page, "instructor-1-create-assignment")
-    expected = [cell_role(c) for c in nbformat.read(notebook_path("solutions", chapter), as_version=4).cells]
-    assert shown == expected, (shown, expected)
-    assert {"Autograded answer", "Autograded tests"} <= set(shown), shown
+class TestInJupyterLab:
+    """The student and the instructor, in one `make lab` server."""
 
-    page.goto(f"{lab}/formgrader?token={TOKEN}")
-    page.get_by_text(CHAPTERS[-1]).first.wait_for(timeout=60_000)
-    shots(page, "instructor-2-formgrader")
-    listed = page.locator("body").inner_text()
-    assert all(chapter in listed for chapter in CHAPTERS), listed[:2000]
+    def test_student_validates_a_release_then_writes_an_exercise_and_it_passes(self, browser, lab, work, shots):
+        chapter = STUDENT_CHAPTER
+        page = new_page(browser)
+        open_notebook(page, lab, (work / "notebooks" / chapter / f"{chapter}.ipynb").relative_to(ROOT).as_posix())
+        first_failure = run_all(page)
+        shots(page, f"student-1-{chapter}-after-run-all")
+        assert NOT_WRITTEN in first_failure.inner_text(), first_failure.inner_text()
+        # JupyterLab asks about its news feed a few seconds after start, unless the course turned it off
+        assert not page.get_by_text("official Jupyter news").count(), "the news popup greets the student"
+
+        failures = validate(page)
+        shots(page, f"student-2-{chapter}-validate-unwritten")
+        assert len(failures) == graded_cells(chapter), [f["text"] for f in failures]
+        assert all(NOT_WRITTEN in f["text"] for f in failures), [f["text"] for f in failures]
+        cut = [f["text"] for f in failures if f["overflows"] or f["right"] > f["dialogRight"]]
+        assert not cut, f"failures wider than the Validate dialog: {cut}"
+        names = exercise_names(failures)
+        close_dialog(page)
+
+        index, grade_id = first_exercise(chapter)
+        assert grade_id in names, (grade_id, names)
+        editor = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".cm-content")
+        editor.click()
+        page.keyboard.press("Control+A")
+        # insert_text: as a paste, so the editor's auto-indent and bracket closing leave the code as written
+        page.keyboard.insert_text(solution_source(chapter, grade_id))
+        page.keyboard.press("Shift+Enter")  # run the exercise; the focus moves to its check, run that too
+        page.keyboard.press("Shift+Enter")
+        wait_idle(page)
+        check = page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
+        check.scroll_into_view_if_needed()
+        shots(page, f"student-3-{chapter}-{grade_id}-written")
+        assert check.locator(".jp-OutputArea-output").count() and not check.locator(".jp-OutputArea-output", has_text="CheckFailed").count(), \
+            check.inner_text()
+        failures = validate(page)
+        shots(page, f"student-4-{chapter}-validate-again")
+        assert len(failures) == graded_cells(chapter) - 1, [f["text"] for f in failures]
+        assert exercise_names(failures) == names - {grade_id}
+        close_dialog(page)
+
+    def test_instructor_sees_cell_roles_and_the_formgrader_lists_the_chapters(self, browser, lab, work, shots):
+        page = new_page(browser)
+        chapter = STUDENT_CHAPTER
+        open_notebook(page, lab, (work / "solutions" / chapter / f"{chapter}.ipynb").relative_to(ROOT).as_posix())
+        page.locator(".jp-SideBar .lm-TabBar-tab", has_text="Create Assignment").click()
+        roles = page.locator(".nbgrader-CellType select")
+        roles.first.wait_for(timeout=120_000)
+        shown = roles.evaluate_all("sels => sels.map(s => s.options[s.selectedIndex].text)")
+        roles.nth(shown.index("Autograded answer")).scroll_into_view_if_needed()
+        shots(page, "instructor-1-create-assignment")
+        expected = [cell_role(c) for c in nbformat.read(notebook_path("solutions", chapter), as_version=4).cells]
+        assert shown == expected, (shown, expected)
+        assert {"Autograded answer", "Autograded tests"} <= set(shown), shown
+
+        page.goto(f"{lab}/formgrader?token={TOKEN}")
+        page.get_by_text(CHAPTERS[-1]).first.wait_for(timeout=120_000)
+        shots(page, "instructor-2-formgrader")
+        listed = page.locator("body").inner_text()
+        assert all(chapter in listed for chapter in CHAPTERS), listed[:2000]
 
 
 # ------------------------------------------------------------------------------------------ self-learner

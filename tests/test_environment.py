@@ -43,7 +43,11 @@ COMMANDS = {
 
 
 def dry_run(verb: str, *args: str) -> str:
-    proc = subprocess.run(["make", "-n", verb, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # Under `make test` this runs inside make: a nested make would print "Entering directory" lines
+    # (MAKELEVEL, MAKEFLAGS), so it is started as a top-level one.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", verb, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

@@ -19,9 +19,7 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -30,7 +28,7 @@ from playwright.sync_api import sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from conftest import CHAPTERS, ROOT, notebook_path
-from test_lab import TOKEN, free_port, graded_cells
+from test_lab import TOKEN, free_port, graded_cells, wait_for_jupyterlab
 
 pytestmark = pytest.mark.slow
 STUDENT_CHAPTER = CHAPTERS[0]
@@ -97,15 +95,7 @@ def lab(tmp_path_factory):
                                      JUPYTERLAB_SETTINGS_DIR=str(state / "user-settings")))
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, f"make lab exited with {proc.returncode}"
-                time.sleep(0.5)
-        else:
-            pytest.fail("make lab's JupyterLab did not answer within 120 s")
+        wait_for_jupyterlab(base, proc, seconds=120, what="make lab's JupyterLab")
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

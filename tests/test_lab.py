@@ -25,6 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_jupyterlab(base: str, proc, seconds: float, what: str = "JupyterLab"):
+    """Return once the server at ``base`` answers; fail if ``proc`` exits first or time runs out."""
+    for _ in range(int(seconds * 2)):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+            return
+        except OSError:
+            assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+            time.sleep(0.5)
+    pytest.fail(f"{what} did not answer within {seconds:.0f} s")
+
+
 @pytest.fixture(scope="module")
 def lab():
     port = free_port()
@@ -35,14 +47,7 @@ def lab():
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, CONVAE_FAST="1"))
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("JupyterLab did not answer within 60 s")
+        wait_for_jupyterlab(base, proc, seconds=60)
         yield base
     finally:
         proc.terminate()

@@ -16,7 +16,7 @@ from keras import layers
 from convae.checks import CheckFailed, expect_model, model_layers, model_problems
 from convae.judge import hidden_check
 from convae.specs import CNN_SPEC, CONV_AE_SPEC, MLP_SPEC, dense_autoencoder_spec
-from convae.training import one_cycle_rate
+from convae.training import one_cycle_rate, one_cycle_schedule
 
 
 def compiled(model, loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
@@ -96,11 +96,12 @@ def keras_one_cycle(peak, total_steps, warmup=0.2):
                                                   warmup_steps=warmup_steps)
 
 
+@pytest.mark.parametrize("make_schedule", [keras_one_cycle, one_cycle_schedule], ids=["chapter04", "helper"])
 @pytest.mark.parametrize("total", [1000, 32, 7])
-def test_keras_cosine_decay_with_warmup_is_the_one_cycle_rate(total):
-    """Chapter 04 replaced the OneCycle callback by CosineDecay: the same rate at every step."""
+def test_keras_cosine_decay_with_warmup_is_the_one_cycle_rate(total, make_schedule):
+    """Chapter 04's CosineDecay and the helper package's (chapters 05-07): the same rate at every step."""
     peak = 2e-3
-    schedule = keras_one_cycle(peak, total)
+    schedule = make_schedule(peak, total)
     for step in range(total + 1):
         assert float(schedule(step)) == pytest.approx(one_cycle_rate(step, total, peak), rel=1e-5, abs=1e-10)
 
@@ -117,6 +118,24 @@ def test_an_optimizer_with_the_schedule_trains_at_the_schedules_rate():
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 6 of the 10 planned steps
     assert int(model.optimizer.iterations) == 6
     assert float(model.optimizer.learning_rate) == pytest.approx(one_cycle_rate(6, 10, 1e-2), rel=1e-5)
+
+
+def test_fit_autoencoder_trains_on_the_one_cycle_schedule_once():
+    """The autoencoder chapters' loop: the rate follows the schedule inside fit, ends at zero, and a
+    second call (which would start the schedule part-way) is refused in a sentence."""
+    import numpy as np
+
+    from convae.autoencoders import fit_autoencoder
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(2, activation="relu"), layers.Dense(4)])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(24, 4)).astype("float32")
+    fit_autoencoder(model, x, epochs=2, batch_size=8, peak_rate=1e-2)
+    assert int(model.optimizer.iterations) == 6  # 3 batches x 2 epochs
+    assert float(model.optimizer.learning_rate) == pytest.approx(one_cycle_rate(6, 6, 1e-2), abs=1e-9)
+    assert float(model.optimizer._learning_rate(3)) == pytest.approx(one_cycle_rate(3, 6, 1e-2), rel=1e-5)
+    with pytest.raises(ValueError, match="freshly compiled model once"):
+        fit_autoencoder(model, x, epochs=1, batch_size=8)
 
 
 # ---------------------------------------------------------------- every way of writing a model, judged alike

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from convae.plots import show_image
-from convae.training import OneCycle
+from convae.training import one_cycle_schedule
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -45,16 +45,23 @@ class ArrayBatches(keras.utils.PyDataset):
 def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: float = 2e-3,
                     target=None, seed: int = 0) -> float:
     """Train ``model`` to map ``x`` to ``target`` (default: ``x`` itself) with a one-cycle
-    learning rate, silently; return the training seconds.
+    learning rate (:func:`convae.training.one_cycle_schedule`, set on the model's compiled
+    optimiser), silently; return the training seconds.
 
     One loop for every autoencoder of a chapter, so comparisons differ only in the model. The
     batches are streamed from the arrays (:class:`ArrayBatches`), shuffled with ``seed``.
     """
+    if int(model.optimizer.iterations) > 0:
+        # The schedule counts from the optimiser's own step counter: a second call would start it
+        # part-way through, so it refuses instead of training at the wrong rates.
+        raise ValueError("fit_autoencoder trains a freshly compiled model once; this one has already taken "
+                         f"{int(model.optimizer.iterations)} steps. Build and compile it again to retrain it.")
     keras.utils.set_random_seed(seed)
     batches = ArrayBatches(x, x if target is None else target, batch_size, seed)
-    schedule = OneCycle(peak_rate, epochs, len(batches))
+    # Set on the compiled model's optimiser, so the student's compile() (loss, optimiser) stands.
+    model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, callbacks=[schedule], verbose=0)
+    model.fit(batches, epochs=epochs, verbose=0)
     return time.perf_counter() - start
 
 

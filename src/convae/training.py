@@ -1,10 +1,8 @@
 """Training helpers: a one-cycle learning-rate policy.
 
-Chapter 04 uses Keras's own schedule instead, ``keras.optimizers.schedules.CosineDecay`` with a
-warm-up, which the optimiser evaluates inside the compiled training step and which gives the same
-rate as :func:`one_cycle_rate` at every step (tests/test_models.py). :class:`OneCycle`, a callback
-that sets the rate from Python before every batch, stays until chapter 05
-(:mod:`convae.autoencoders`) has switched too; :func:`one_cycle_rate` is the formula both follow.
+The schedule is Keras's own, ``keras.optimizers.schedules.CosineDecay`` with a warm-up
+(:func:`one_cycle_schedule`), which the optimiser evaluates inside the compiled training step;
+:func:`one_cycle_rate` is the formula it follows, written out so tests can check it step by step.
 
 Backend-agnostic (Keras 3 only, no TensorFlow imports), so the chapters and ``make bench`` run
 with ``KERAS_BACKEND=jax`` as well.
@@ -33,25 +31,17 @@ def one_cycle_rate(step: int, total_steps: int, peak: float, warmup: float = 0.2
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-class OneCycle(keras.callbacks.Callback):
-    """Set the optimizer's learning rate before every batch from :func:`one_cycle_rate`.
-
-    The model must be compiled with a plain number as its learning rate (``optimizer="adam"``),
-    which this callback then overwrites; ``rates`` keeps what it set, for plotting.
+def one_cycle_schedule(peak: float, total_steps: int, warmup: float = 0.2,
+                       start_fraction: float = 0.1) -> keras.optimizers.schedules.CosineDecay:
+    """Keras's own ``CosineDecay`` with a linear warm-up, set up to give :func:`one_cycle_rate`
+    at every step (tests/test_models.py). The optimiser evaluates it inside the compiled training
+    step, so no Python callback runs per batch. Chapter 04 writes the same call out in the
+    notebook (its ``one_cycle``) to teach it; the autoencoder chapters use this one.
     """
-
-    def __init__(self, peak: float, epochs: int, steps_per_epoch: int, warmup: float = 0.2):
-        super().__init__()
-        self.peak, self.warmup = peak, warmup
-        self.total_steps = epochs * steps_per_epoch
-        self.step = 0
-        self.rates: list[float] = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        rate = one_cycle_rate(self.step, self.total_steps, self.peak, self.warmup)
-        self.model.optimizer.learning_rate = rate
-        self.rates.append(rate)
-        self.step += 1
+    warmup_steps = max(1, int(warmup * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        start_fraction * peak, max(1, total_steps - warmup_steps),
+        warmup_target=peak, warmup_steps=warmup_steps)
 
 
 def steps_per_epoch(n_examples: int, batch_size: int) -> int:

@@ -12,6 +12,11 @@ import pytest
 from convae.book import chapters
 
 ROOT = Path(__file__).resolve().parents[1]
+# Namespaces and a separate user need root (CI runs as root). Elsewhere the run still grades, says
+# "WEAKER than designed" in its log, and the checks of the confinement itself are skipped; under CI
+# (CI=true) they run and fail instead: a sandbox that CI cannot build is a failure, not a skip.
+needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
+                                reason="the full sandbox needs root (namespaces, a separate user)")
 CHAPTERS = chapters(ROOT)
 
 

@@ -18,7 +18,8 @@ import psutil
 import pytest
 
 from convae.grading.corpus import answer, dumps, load, with_cell
-from test_grading import CHAPTER, feedback_text, grade, needs_root, student_lines
+from conftest import needs_root
+from test_grading import CHAPTER, feedback_text, grade, student_lines
 
 pytestmark = [pytest.mark.slow, needs_root]
 

@@ -19,17 +19,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, needs_root
 from convae.grading import limits
 from convae.grading.corpus import SEND_OVERSIZED, answer, attacks, load, with_cell
 
 pytestmark = pytest.mark.slow
 CHAPTER = "01-pixels"
-# Namespaces and a separate user need root (CI runs as root). Elsewhere the run still grades, says
-# "WEAKER than designed" in its log, and the checks of the confinement itself are skipped; under CI
-# (CI=true) they run and fail instead: a sandbox that CI cannot build is a failure, not a skip.
-needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
-                                reason="the full sandbox needs root (namespaces, a separate user)")
 # The run uses each chapter's own limits from grading/limits.json, as `make grade` does.
 CELL_SECONDS = limits.read(ROOT)["01-pixels"]["cell_seconds"]
 MODELS_CHAPTER = "04-mlp-vs-cnn"

@@ -122,3 +122,61 @@ DENOISER_SPEC = AutoencoderSpec(
     at_least=((("Conv2D",), 1, "Conv2D layers", "encoder"),
               (("Conv2D", "Conv2DTranspose"), 1, "Conv2D or Conv2DTranspose layers", "decoder")),
 )
+
+
+# ---------------------------------------------------------------- chapter 07: variational autoencoders
+#
+# The encoder of a VAE gives two outputs per image, the mean and the log-variance of a diagonal
+# Gaussian over the latent space; the chapter adds its own Sampling layer and decoder around it. The
+# check is its own (convae.vae.encoder_problems): two outputs named z_mean and z_log_var, in that
+# order, each (None, latent_dim), both linear (a log-variance is any real number), a non-linear
+# hidden layer, built-in layers only, a budget. Inputs are flattened images (784,), as in chapter
+# 05's dense autoencoder: on two CPU cores a dense VAE trains many times faster than a conv one.
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+
+@_dataclass(frozen=True)
+class VAEEncoderSpec:
+    """What ``build_encoder(latent_dim)`` must return (see :func:`convae.vae.encoder_problems`)."""
+
+    call: str
+    input_shape: tuple
+    latent_dim: int
+    max_params: int
+    allowed: tuple
+    args: tuple = ()
+
+
+def vae_encoder_spec(latent_dim: int) -> VAEEncoderSpec:
+    """``build_encoder(latent_dim)``: (784,) -> [z_mean, z_log_var], each (latent_dim,).
+
+    Budget 600,000 + 2,000 x latent_dim: the chapter's 784-512-256-(latent, latent) encoder has
+    533,248 + 514 x latent_dim (543,528 at latent 20), so it fits with room for a wider hidden
+    layer; the budget says what the judge's short training may cost, and a smaller valid encoder
+    always passes.
+    """
+    if not (isinstance(latent_dim, int) and 0 < latent_dim < 784):
+        raise ValueError(f"a latent space must be smaller than the 784 pixels, got {latent_dim!r}")
+    return VAEEncoderSpec(
+        call=f"build_encoder({latent_dim})",
+        args=(latent_dim,),
+        input_shape=(784,),
+        latent_dim=latent_dim,
+        max_params=600_000 + 2_000 * latent_dim,
+        allowed=AE_CONV_LAYERS,
+    )
+
+
+#: the course's own digit classifier (convae.vae.build_classifier): the judge of generated digits
+#: (label accuracy, Fréchet distance on its 64 ``features``) and the "same CNN" of the
+#: synthetic-data experiment; not chapter 04's build_cnn, which is a student's answer. 2 conv
+#: layers (16, 32 filters), 2 max-poolings, Dense(64) features: 56,714 parameters.
+CLASSIFIER_SPEC = ModelSpec(
+    call="build_classifier()",
+    input_shape=(784,),
+    n_classes=10,
+    max_params=60_000,
+    allowed=("Reshape", "Conv2D", *POOLING, "Flatten", *DENSE_LAYERS),
+    at_least=((("Conv2D",), 2, "Conv2D layers"),),
+)

@@ -180,11 +180,44 @@ def test_tune_picks_the_best_setting_on_the_images_it_is_given():
     assert means["factor=0.1"] > means["factor=0.5"] > means["factor=1"]
 
 
-def test_noisy_copies_stacks_independent_draws_with_matching_targets():
-    clean = np.linspace(0, 1, 2 * 9).reshape(2, 3, 3)
-    inputs, targets = denoising.noisy_copies(clean, lambda x, seed: x + seed, copies=3, seed=10)
-    assert inputs.shape == targets.shape == (6, 3, 3) and inputs.dtype == np.float32
-    assert np.allclose(inputs[2:4] - targets[2:4], 11) and np.allclose(targets[4:], clean)
+def test_noisy_batches_draw_fresh_noise_every_epoch_reproducibly():
+    clean = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+
+    def corrupt(x, seed):  # a recognisable "noise": the seed, added to the image
+        return x + seed
+
+    batches = denoising.NoisyBatches(clean, corrupt, batch_size=4, seed=3)
+    assert len(batches) == 3
+
+    def epoch(b):
+        pairs = [b[i] for i in range(len(b))]
+        b.on_epoch_end()
+        return pairs
+
+    first, second = epoch(batches), epoch(batches)
+    for pairs in (first, second):  # every image once per epoch, the clean image as its target
+        targets = np.concatenate([t for _, t in pairs]).ravel()
+        assert sorted(targets) == list(range(10))
+        assert all(x.dtype == t.dtype == np.float32 and x.shape == t.shape for x, t in pairs)
+    offsets = lambda pairs: {float((x - t).ravel()[0]) for x, t in pairs}  # noqa: E731
+    assert len(offsets(first) | offsets(second)) == 6, "every batch of every epoch needs its own seed"
+    again = denoising.NoisyBatches(clean, corrupt, batch_size=4, seed=3)
+    assert all(np.array_equal(x, y) and np.array_equal(t, u) for (x, t), (y, u) in zip(first, epoch(again)))
+    other = denoising.NoisyBatches(clean, corrupt, batch_size=4, seed=4)
+    assert offsets(epoch(other)).isdisjoint(offsets(first))
+
+
+def test_noisy_batches_draw_the_target_noise_with_its_own_seed():
+    clean = np.zeros((8, 2, 2, 1), dtype=np.float32)
+
+    def corrupt(x, seed):
+        return x + np.random.default_rng(seed).normal(size=x.shape)
+
+    plain = denoising.NoisyBatches(clean, corrupt, batch_size=8, seed=1)
+    paired = denoising.NoisyBatches(clean, corrupt, batch_size=8, seed=1, target_noise=corrupt)
+    (x, t), (x2, t2) = plain[0], paired[0]
+    assert np.array_equal(x, x2), "the same seed gives the same inputs, with or without a noisy target"
+    assert np.array_equal(t, clean) and not np.allclose(t2, x2), "the target's noise is an independent draw"
 
 
 def test_ssim_and_per_image_work_image_by_image():

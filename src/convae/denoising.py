@@ -1,5 +1,5 @@
-"""Helpers for chapter 06 (denoising): corrupted training sets, per-image filters, fair tuning,
-SSIM, and the results grid.
+"""Helpers for chapter 06 (denoising): training batches corrupted on the fly, per-image filters,
+fair tuning, SSIM, and the results grid.
 
 Nothing here is an exercise's answer: the noise models, PSNR, the median filter and the denoiser
 are written in the notebook, and these helpers take them as arguments (``corrupt``, ``score``).
@@ -7,20 +7,73 @@ The classical filters are SciPy's and scikit-image's.
 """
 from __future__ import annotations
 
+import time
+
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
 from convae.plots import show_image
+from convae.training import one_cycle_schedule
 
 
-def noisy_copies(clean, corrupt, copies: int, seed: int):
-    """``(inputs, targets)``: ``copies`` corrupted versions of every image, stacked, and the clean
-    images repeated to match, so that training for one epoch over them shows each image with
-    ``copies`` independent noise draws. ``corrupt(images, seed)`` is the notebook's noise model.
+class NoisyBatches(keras.utils.PyDataset):
+    """Shuffled training batches ``(corrupt(clean batch), target)``, corrupted as they are asked for.
+
+    Nothing is stacked in memory: every batch is corrupted when Keras asks for it, with a seed made
+    from ``(seed, epoch, batch index)``, so every epoch shows every image with a **fresh noise draw**
+    and a run is reproducible. ``corrupt(images, seed)`` is the notebook's noise model (an integer
+    seed, as the exercises take). The target is the clean batch, or ``target_noise(clean batch,
+    seed)`` drawn with an independent seed (Noise2Noise: a second noisy copy as the target).
     """
-    clean = np.asarray(clean)
-    inputs = np.concatenate([corrupt(clean, seed + c) for c in range(copies)])
-    return inputs.astype(np.float32), np.concatenate([clean] * copies).astype(np.float32)
+
+    def __init__(self, clean, corrupt, batch_size: int, seed: int = 0, target_noise=None):
+        super().__init__()
+        self.clean = np.asarray(clean, dtype=np.float32)
+        self.corrupt, self.target_noise = corrupt, target_noise
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(self.clean))
+
+    def __len__(self):
+        return -(-len(self.clean) // self.batch_size)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = self.rng.permutation(len(self.clean))
+
+    def seeds(self, index: int) -> tuple[int, int]:
+        """The integer seeds of batch ``index`` of this epoch: one for the input, one for the target."""
+        state = np.random.SeedSequence((self.seed, self.epoch, index)).generate_state(2)
+        return int(state[0]), int(state[1])
+
+    def __getitem__(self, index):
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        clean = self.clean[rows]
+        input_seed, target_seed = self.seeds(index)
+        target = clean if self.target_noise is None else self.target_noise(clean, target_seed)
+        return (np.asarray(self.corrupt(clean, input_seed), dtype=np.float32),
+                np.asarray(target, dtype=np.float32))
+
+
+def fit_denoiser(model, clean, corrupt, *, epochs: int, batch_size: int = 32, peak_rate: float = 3e-3,
+                 seed: int = 0, target_noise=None) -> float:
+    """Train ``model`` to map ``corrupt(clean)`` to ``clean`` (or to ``target_noise(clean)``) for
+    ``epochs`` epochs, a fresh noise draw in every epoch (:class:`NoisyBatches`), with the one-cycle
+    learning rate of :func:`convae.autoencoders.fit_autoencoder`; silently; return the seconds.
+
+    ``clean`` has the model's input shape, e.g. (n, 28, 28, 1). The model must be freshly compiled
+    (the schedule counts from the optimiser's step counter).
+    """
+    if int(model.optimizer.iterations) > 0:
+        raise ValueError("fit_denoiser trains a freshly compiled model once; this one has already taken "
+                         f"{int(model.optimizer.iterations)} steps. Build and compile it again to retrain it.")
+    keras.utils.set_random_seed(seed)
+    batches = NoisyBatches(clean, corrupt, batch_size, seed, target_noise)
+    model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
+    start = time.perf_counter()
+    model.fit(batches, epochs=epochs, verbose=0)
+    return time.perf_counter() - start
 
 
 def per_image(denoise, images, **params) -> np.ndarray:

@@ -23,7 +23,11 @@ RUN_FIGURES = {"seconds", "peak_mb"}
 #: draws) and far above what a model that cannot learn reaches (about 0.10: a constant code gives
 #: every test image the label of one labelled image)
 FLOORS = {"04-mlp-vs-cnn": {"mlp_test_acc": 0.5, "cnn_test_acc": 0.5},
-          "05-autoencoders": {"fewlabel_acc_ae": 0.3}}
+          "05-autoencoders": {"fewlabel_acc_ae": 0.3},
+          # chapter 06: the sigma-0.5 denoiser adds 4.25 dB to the noisy test digits' mean PSNR in fast
+          # mode (2026-12-02); a denoiser that did not learn adds at most about 0.4 dB (an all-black
+          # output), one that ignores its input and draws the mean digit about 2.5 dB
+          "06-denoising": {"dae_gain_over_noisy_g050": 3.0}}
 
 
 def named_figures(chapter: str) -> set[str]:

@@ -27,7 +27,11 @@ FLOORS = {"04-mlp-vs-cnn": {"mlp_test_acc": 0.5, "cnn_test_acc": 0.5},
           # chapter 06: the sigma-0.5 denoiser adds 4.25 dB to the noisy test digits' mean PSNR in fast
           # mode (2026-12-02); a denoiser that did not learn adds at most about 0.4 dB (an all-black
           # output), one that ignores its input and draws the mean digit about 2.5 dB
-          "06-denoising": {"dae_gain_over_noisy_g050": 3.0}}
+          "06-denoising": {"dae_gain_over_noisy_g050": 3.0},
+          # chapter 07: the course classifier agrees with the digit asked of the CVAE for 0.678 of its
+          # samples in fast mode (2026-12-02); a CVAE that ignores its label, or draws a constant image,
+          # gets about 0.10 (one digit for every request)
+          "07-vae": {"cvae_label_acc": 0.3}}
 
 
 def named_figures(chapter: str) -> set[str]:

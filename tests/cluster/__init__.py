@@ -1,0 +1,1 @@
+"""The cluster tests (make test-cluster); a package, so that its conftest does not shadow tests/conftest.py."""

@@ -16,6 +16,7 @@ LAB_ARGS ?=
 help:
 	@echo "make lab      set up, fetch data, open JupyterLab on the course"
 	@echo "make test     set up, fetch data, run the whole test suite (fast mode)"
+	@echo "make test-cluster  as root: a real JupyterHub + nbgrader exchange class and grading on a real Slurm (tests/cluster)"
 	@echo "make setup    create $(VENV) with the pinned packages and the convae helper package"
 	@echo "make data     fetch and verify MNIST into data/mnist.npz"
 	@echo "make release  regenerate the student notebooks in notebooks/ from solutions/"
@@ -45,6 +46,22 @@ lab: data
 
 test: data
 	CONVAE_FAST=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# A real class end to end (grading/README.md, "A real class"): JupyterHub with nbgrader's exchange, and
+# grading on a single-node Slurm cluster. As root (system users, services). jupyterhub goes into .venv
+# (the Hub spawns each user's server from it); its proxy into grading/cluster/node_modules (npm ci);
+# slurm-wlm and munge are apt-get installed by grading/cluster/slurm.py when missing.
+.PHONY: test-cluster
+CLUSTER_STAMP := $(VENV)/.cluster-installed
+$(CLUSTER_STAMP): requirements-cluster.txt $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-cluster.txt
+	@touch $(CLUSTER_STAMP)
+
+grading/cluster/node_modules/.package-lock.json: grading/cluster/package.json grading/cluster/package-lock.json
+	cd grading/cluster && npm ci --no-audit --no-fund --loglevel=error
+
+test-cluster: data $(CLUSTER_STAMP) grading/cluster/node_modules/.package-lock.json
+	CONVAE_FAST=1 $(VENV)/bin/python -m pytest tests/cluster $(PYTEST_ARGS)
 
 release: setup
 	@for ch in $(CHAPTERS); do nbgrader generate_assignment "$$ch" --force --log-level=WARN || exit 1; done

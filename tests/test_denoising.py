@@ -220,6 +220,19 @@ def test_noisy_batches_draw_the_target_noise_with_its_own_seed():
     assert np.array_equal(t, clean) and not np.allclose(t2, x2), "the target's noise is an independent draw"
 
 
+def test_fit_denoiser_takes_one_step_per_batch_and_refuses_a_second_call():
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([keras.Input(shape=(28, 28, 1)), layers.Conv2D(1, 3, padding="same", activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    clean = np.random.default_rng(0).uniform(size=(64, 28, 28, 1)).astype("float32")
+    assert denoising.fit_denoiser(model, clean, lambda x, seed: x, epochs=2, batch_size=16) > 0
+    assert int(model.optimizer.iterations) == 8
+    with pytest.raises(ValueError, match="freshly compiled"):
+        denoising.fit_denoiser(model, clean, lambda x, seed: x, epochs=1)
+
+
 def test_ssim_and_per_image_work_image_by_image():
     from scipy import ndimage
     from skimage.metrics import structural_similarity

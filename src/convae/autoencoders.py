@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from convae.plots import show_image
-from convae.training import one_cycle_schedule, without_xla_on_cpu
+from convae.training import one_cycle_schedule
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -46,8 +46,7 @@ def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: 
                     target=None, seed: int = 0) -> float:
     """Train ``model`` to map ``x`` to ``target`` (default: ``x`` itself) with a one-cycle
     learning rate (:func:`convae.training.one_cycle_schedule`, set on the model's compiled
-    optimiser), silently; return the training seconds. On TensorFlow the model is trained without
-    XLA (:func:`convae.training.without_xla_on_cpu`).
+    optimiser), silently; return the training seconds.
 
     One loop for every autoencoder of a chapter, so comparisons differ only in the model. The
     batches are streamed from the arrays (:class:`ArrayBatches`), shuffled with ``seed``.
@@ -57,7 +56,6 @@ def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: 
         # part-way through, so it refuses instead of training at the wrong rates.
         raise ValueError("fit_autoencoder trains a freshly compiled model once; this one has already taken "
                          f"{int(model.optimizer.iterations)} steps. Build and compile it again to retrain it.")
-    without_xla_on_cpu(model)  # the same results, sooner and in less memory (see there)
     keras.utils.set_random_seed(seed)
     batches = ArrayBatches(x, x if target is None else target, batch_size, seed)
     # Set on the compiled model's optimiser, so the student's compile() (loss, optimiser) stands.

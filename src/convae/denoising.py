@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from convae.plots import show_image
-from convae.training import one_cycle_schedule, without_xla_on_cpu
+from convae.training import one_cycle_schedule
 
 
 class NoisyBatches(keras.utils.PyDataset):
@@ -68,7 +68,6 @@ def fit_denoiser(model, clean, corrupt, *, epochs: int, batch_size: int = 32, pe
     if int(model.optimizer.iterations) > 0:
         raise ValueError("fit_denoiser trains a freshly compiled model once; this one has already taken "
                          f"{int(model.optimizer.iterations)} steps. Build and compile it again to retrain it.")
-    without_xla_on_cpu(model)  # as fit_autoencoder does
     keras.utils.set_random_seed(seed)
     batches = NoisyBatches(clean, corrupt, batch_size, seed, target_noise)
     model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))

@@ -1,4 +1,4 @@
-"""Training helpers: a one-cycle learning-rate policy, and XLA off for short CPU trainings.
+"""Training helpers: a one-cycle learning-rate policy.
 
 The schedule is Keras's own, ``keras.optimizers.schedules.CosineDecay`` with a warm-up
 (:func:`one_cycle_schedule`), which the optimiser evaluates inside the compiled training step;
@@ -42,22 +42,6 @@ def one_cycle_schedule(peak: float, total_steps: int, warmup: float = 0.2,
     return keras.optimizers.schedules.CosineDecay(
         start_fraction * peak, max(1, total_steps - warmup_steps),
         warmup_target=peak, warmup_steps=warmup_steps)
-
-
-def without_xla_on_cpu(model):
-    """Switch off Keras's XLA compilation for ``model`` on the TensorFlow backend; return it.
-
-    On TensorFlow, ``compile(jit_compile="auto")`` (the default) means XLA, which compiles every
-    model before its first step. The autoencoder chapters train many small models briefly on a
-    CPU, where that costs more than it gives. Measured here (2 cores, other jobs running), six
-    784-256-32-256-784 models trained for one epoch on 10,000 images each: 62 s with XLA and 31 s
-    without, and the memory left behind grew by 50 MB per model with XLA and 12 MB without. A
-    2-epoch fit on 2,000 images took 3.7 s with XLA and 1.7 s without. Other backends keep their
-    setting: JAX either compiles with XLA or runs eagerly, and eager JAX is far slower.
-    """
-    if keras.backend.backend() == "tensorflow":
-        model.jit_compile = False
-    return model
 
 
 def steps_per_epoch(n_examples: int, batch_size: int) -> int:

@@ -106,23 +106,16 @@ class Hub:
 
     def api(self, method: str, path: str, body=None, expect=(200, 201, 202, 204)):
         """One call to the Hub's REST API with the course's service token: the decoded JSON (or None)."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}/hub/api{path}", data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                status, text = resp.status, resp.read().decode()
-        except urllib.error.HTTPError as err:
-            status, text = err.code, err.read().decode()
-        assert status in expect, f"{method} {path}: HTTP {status}: {text[:500]}"
-        return json.loads(text) if text.strip() else None
+        return self._call(method, f"/hub/api{path}", body, expect)
 
     def server(self, method: str, user: str, path: str, body=None, expect=(200, 201, 204)):
         """A call to ``user``'s own Jupyter server, through the Hub's proxy (the service token has
         access:servers)."""
+        return self._call(method, f"/user/{user}/api{path}", body, expect)
+
+    def _call(self, method: str, route: str, body, expect):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}/user/{user}/api{path}", data=data, method=method,
+        req = urllib.request.Request(f"{self.url}{route}", data=data, method=method,
                                      headers={"Authorization": f"token {self.token}",
                                               "Content-Type": "application/json"})
         try:
@@ -130,7 +123,7 @@ class Hub:
                 status, text = resp.status, resp.read().decode()
         except urllib.error.HTTPError as err:
             status, text = err.code, err.read().decode()
-        assert status in expect, f"{method} /user/{user}/api{path}: HTTP {status}: {text[:500]}"
+        assert status in expect, f"{method} {route}: HTTP {status}: {text[:500]}"
         return json.loads(text) if text.strip() else None
 
     def start_server(self, user: str, timeout=180):

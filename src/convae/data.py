@@ -307,6 +307,13 @@ def fixed_subset(n_train: int, n_held_out: int, seed: int):
     return x_train[train], y_train[train], x_test[held_out], y_test[held_out]
 
 
+def fixed_pixels(n_train: int, n_held_out: int, seed: int):
+    """``(x_train, x_held_out)``: :func:`fixed_subset`'s images alone, flattened to (n, 784)
+    float32 pixels in [0, 1] (x/255), as the autoencoder chapters' judges train on them."""
+    x_train, _, x_held_out, _ = fixed_subset(n_train, n_held_out, seed)
+    return tuple(images.reshape(len(images), -1).astype("float32") / 255 for images in (x_train, x_held_out))
+
+
 def load_mnist(cache: Path | str | None = None, quiet: bool = False, sources=SOURCES):
     """MNIST as Keras returns it: ``(x_train, y_train), (x_test, y_test)``, uint8, verified.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from convae import config
 from convae.book import chapters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
                                 reason="the full sandbox needs root (namespaces, a separate user)")
 CHAPTERS = chapters(ROOT)
+# Every notebook the tests execute (nbclient, nbgrader, the grader) inherits this process's
+# environment: Keras reports a line per epoch there, never a progress bar in stored outputs.
+os.environ[config.PROGRESS_ENV] = config.headless_progress()
 
 
 def notebook_path(folder: str, chapter: str) -> Path:

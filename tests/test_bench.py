@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -193,3 +194,50 @@ def test_peak_memory_leaves_out_the_hidden_check_judge_only():
         for proc in (judge, other):
             proc.kill()
             proc.wait()
+
+
+# What a person watching `make bench` sees while a chapter runs.
+
+def test_chapter_progress_speaks_every_30_s_not_per_cell():
+    from convae.bench import ChapterProgress
+
+    now = [1000.0]
+    progress = ChapterProgress("05-autoencoders", 61, every=30, last_seconds=492, clock=lambda: now[0])
+    for index in range(22):  # fast cells: no line
+        progress.cell_started(cell_index=index)
+        now[0] += 0.5
+        assert progress.tick() is None
+    progress.cell_started(cell_index=22)
+    now[0] = 1030.0
+    assert progress.tick() == "[bench] 05-autoencoders: cell 23 of 61, 30 s elapsed (last run 8 min 12 s)"
+    now[0] = 1059.0
+    assert progress.tick() is None  # 29 s since the last line
+    now[0] = 1130.0  # the same cell, now long: it says so
+    assert progress.tick() == ("[bench] 05-autoencoders: cell 23 of 61, 2 min 10 s elapsed, this cell for "
+                               "1 min 59 s (last run 8 min 12 s)")  # started at 1011
+    now[0] = 1500.0
+    assert progress.total() == "[bench] 05-autoencoders: 61 cells in 8 min 20 s"
+
+
+TINY_CELLS = ["x = 1", "import time\ntime.sleep(1.5)", "import os\nprint(os.environ['CONVAE_PROGRESS'])"]
+
+
+def test_a_running_chapter_prints_progress_lines_and_its_total(tmp_path, monkeypatch, capsys):
+    import nbformat
+
+    from convae.bench import METRICS_ENV, run_chapter
+
+    folder = tmp_path / "solutions" / "00-tiny"
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in TINY_CELLS])
+    nbformat.write(nb, folder / "00-tiny.ipynb")
+    (tmp_path / "bench").mkdir()  # made by make bench's main
+    monkeypatch.setenv(METRICS_ENV, "")  # run_chapter sets it; restored after the test
+    monkeypatch.setenv("CONVAE_PROGRESS", "bar")  # a bar in the shell: the kernel still gets epoch lines
+    result = run_chapter("00-tiny", tmp_path, tmp_path / "bench" / ".00-tiny.metrics.jsonl", progress_every=0.4)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(re.fullmatch(r"\[bench\] 00-tiny: cell 2 of 3, \d+ s elapsed", line) for line in lines), lines
+    assert re.fullmatch(r"\[bench\] 00-tiny: 3 cells in \d+ s", lines[-1]), lines
+    assert result["seconds"] >= 1.5
+    executed = nbformat.read(tmp_path / "bench" / "executed" / "00-tiny.ipynb", as_version=4)
+    assert executed.cells[2].outputs[0]["text"].strip() == "epoch"

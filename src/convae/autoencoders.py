@@ -12,6 +12,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
+from convae import config
 from convae.plots import show_image
 from convae.training import one_cycle_schedule
 
@@ -42,11 +43,32 @@ class ArrayBatches(keras.utils.PyDataset):
         return self.x[rows], self.target[rows]
 
 
+
+class RowsOnDemand:
+    """``function(*arrays)`` computed only for the rows asked for: ``rows_on_demand[[3, 7]]`` is
+    ``function(*(a[[3, 7]] for a in arrays))``. Hand it to :func:`fit_autoencoder` (which slices one
+    batch at a time) instead of the whole transformed array: chapter 07's conditional VAE trains on
+    its images with their one-hot labels appended, and that 60,000 × 794 float32 array would cost
+    190 MB at the peak.
+    """
+
+    def __init__(self, function, *arrays):
+        if len({len(a) for a in arrays}) != 1:
+            raise ValueError(f"RowsOnDemand needs arrays of one length, got {[len(a) for a in arrays]}")
+        self.function, self.arrays = function, arrays
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def __getitem__(self, rows):
+        return self.function(*(a[rows] for a in self.arrays))
+
 def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: float = 2e-3,
-                    target=None, seed: int = 0) -> float:
+                    target=None, seed: int = 0, verbose: int | None = None) -> float:
     """Train ``model`` to map ``x`` to ``target`` (default: ``x`` itself) with a one-cycle
     learning rate (:func:`convae.training.one_cycle_schedule`, set on the model's compiled
-    optimiser), silently; return the training seconds.
+    optimiser); return the training seconds. ``verbose`` goes to ``fit``: None means
+    :func:`convae.config.keras_verbose` (CONVAE_PROGRESS), 0 silences a model of a sweep.
 
     One loop for every autoencoder of a chapter, so comparisons differ only in the model. The
     batches are streamed from the arrays (:class:`ArrayBatches`), shuffled with ``seed``.
@@ -55,13 +77,24 @@ def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: 
         # The schedule counts from the optimiser's own step counter: a second call would start it
         # part-way through, so it refuses instead of training at the wrong rates.
         raise ValueError("fit_autoencoder trains a freshly compiled model once; this one has already taken "
-                         f"{int(model.optimizer.iterations)} steps. Build and compile it again to retrain it.")
+                         f"{int(model.optimizer.iterations)} steps. Build and compile it again to retrain it "
+                         "(or put it back with convae.training.restart).")
     keras.utils.set_random_seed(seed)
     batches = ArrayBatches(x, x if target is None else target, batch_size, seed)
     # Set on the compiled model's optimiser, so the student's compile() (loss, optimiser) stands.
-    model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
+    schedule = (peak_rate, epochs * len(batches))
+    first_schedule = getattr(model, "_convae_schedule", None)
+    if first_schedule is None:
+        model.optimizer.learning_rate = one_cycle_schedule(*schedule)
+        model._convae_schedule = repr(schedule)  # a string: Keras would wrap a tuple in a tracker
+    elif first_schedule != repr(schedule):
+        # A model put back by convae.training.restart reuses its compiled training step, which holds
+        # the schedule of its first training: a different one would be silently ignored.
+        raise ValueError(f"this restarted model was first trained with (peak rate, steps) = {first_schedule}; "
+                         f"retrain it with the same ones, not {schedule} (same images count, batch size and "
+                         "epochs), or build a new model")
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, verbose=0)
+    model.fit(batches, epochs=epochs, verbose=config.keras_verbose(verbose))
     return time.perf_counter() - start
 
 

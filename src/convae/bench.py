@@ -20,6 +20,10 @@ Results go to ``bench/results.json`` with the TensorFlow backend and to
 Each chapter's executed notebook is kept in ``bench/executed/<chapter>.ipynb`` (not committed), so
 the chapter's text can be checked against the full run's printed figures.
 
+While a chapter runs, a line such as ``[bench] 05-autoencoders: cell 23 of 61, 2 min 10 s elapsed``
+comes at most every 30 s (:class:`ChapterProgress`, a long cell included), and its total at the end.
+The kernels report Keras's training one line per epoch (:func:`convae.config.headless_env`).
+
 Chapters record metrics with ``convae.bench.record(name=value)``. Outside a benchmark run it only
 returns the values, so the same notebook code runs everywhere (fast mode included).
 """
@@ -32,11 +36,14 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from convae.procwatch import ProcessWatch
+from convae.progress import duration
 
 METRICS_ENV = "CONVAE_METRICS_FILE"
 
@@ -243,22 +250,87 @@ class PeakMemory(ProcessWatch):
             return []
 
 
-def run_chapter(chapter: str, root: Path, metrics_file: Path) -> dict:
+class ChapterProgress:
+    """The lines a person watching ``make bench`` sees while one chapter's notebook runs.
+
+    nbclient's ``on_cell_start`` hook calls :meth:`cell_started`; :meth:`tick` (called often, from
+    :meth:`ticking`'s thread) returns a line once ``every`` seconds have passed since the last one,
+    else None, so fast cells make no lines and a long cell still says it is running.
+    """
+
+    def __init__(self, chapter: str, cells: int, every: float = 30.0, last_seconds: float | None = None,
+                 clock=time.monotonic):
+        self.chapter, self.cells, self.every, self.clock = chapter, cells, every, clock
+        self.last_seconds = last_seconds  # the previous bench's wall time, if any
+        self.started = self.last_line = self.cell_since = clock()
+        self.cell = 0
+
+    def cell_started(self, cell_index: int, **_):
+        self.cell, self.cell_since = cell_index + 1, self.clock()
+
+    def line(self) -> str:
+        now = self.clock()
+        text = f"[bench] {self.chapter}: cell {self.cell} of {self.cells}, {duration(now - self.started)} elapsed"
+        if now - self.cell_since >= self.every:
+            text += f", this cell for {duration(now - self.cell_since)}"
+        if self.last_seconds:
+            text += f" (last run {duration(self.last_seconds)})"
+        return text
+
+    def tick(self) -> str | None:
+        if self.clock() - self.last_line < self.every:
+            return None
+        self.last_line = self.clock()
+        return self.line()
+
+    def total(self) -> str:
+        return f"[bench] {self.chapter}: {self.cells} cells in {duration(self.clock() - self.started)}"
+
+    @contextmanager
+    def ticking(self):
+        """While the block runs, a daemon thread prints :meth:`tick`'s lines (the first one
+        ``every`` seconds after the block starts)."""
+        stop = threading.Event()
+
+        def run():
+            while not stop.wait(min(1.0, self.every / 4)):
+                line = self.tick()
+                if line:
+                    print(line, flush=True)
+
+        self.last_line = self.clock()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+
+
+def run_chapter(chapter: str, root: Path, metrics_file: Path, *, progress_every: float = 30.0,
+                last_seconds: float | None = None) -> dict:
+    """Execute the chapter's solution notebook in full (a kernel of its own, Keras reporting a line
+    per epoch), printing :class:`ChapterProgress` lines; return its seconds, peak memory, metrics."""
     import nbformat
     from nbclient import NotebookClient
 
+    from convae.config import headless_env
+
     path = root / "solutions" / chapter / f"{chapter}.ipynb"
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=None, kernel_name="python3",
+    progress = ChapterProgress(chapter, len(nb.cells), every=progress_every, last_seconds=last_seconds)
+    client = NotebookClient(nb, timeout=None, kernel_name="python3", on_cell_start=progress.cell_started,
                             resources={"metadata": {"path": str(path.parent)}})
     metrics_file.unlink(missing_ok=True)
     os.environ[METRICS_ENV] = str(metrics_file)
     start = time.perf_counter()
-    with client.setup_kernel():
+    with client.setup_kernel(env=headless_env()), progress.ticking():
         with PeakMemory(client.km.provisioner.process.pid) as memory:
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
     seconds = time.perf_counter() - start
+    print(progress.total(), flush=True)
     # The executed notebook, for the author who words the chapter after the full run's figures.
     executed = metrics_file.parent / "executed"
     executed.mkdir(exist_ok=True)
@@ -369,7 +441,9 @@ def main(argv=None) -> int:
     failures = []
     for chapter in selected:
         print(f"[bench] {chapter} (full mode, {backend}) ...", flush=True)
-        result = results[chapter] = run_chapter(chapter, root, out.parent / f".{chapter}.metrics.jsonl")
+        last_seconds = results.get(chapter, {}).get("seconds")  # what the last run took, to plan by
+        result = results[chapter] = run_chapter(chapter, root, out.parent / f".{chapter}.metrics.jsonl",
+                                                last_seconds=last_seconds)
         result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
         result["backend"] = backend
         save()

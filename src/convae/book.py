@@ -32,6 +32,7 @@ import nbformat
 import yaml
 from nbclient import NotebookClient
 
+from convae.config import headless_env
 from convae.judge import CHAPTER_ID  # one definition of a chapter id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -63,13 +64,14 @@ def notebook_path(chapter_id: str, root: Path = REPO_ROOT) -> Path:
 def execute_chapter(chapter_id: str, root: Path = REPO_ROOT) -> nbformat.NotebookNode:
     """Run the author notebook top to bottom in its chapter folder and return it with outputs.
 
-    The kernel inherits this process's environment, so ``CONVAE_FAST`` is used exactly as set.
+    The kernel inherits this process's environment, so ``CONVAE_FAST`` is used exactly as set;
+    training reports one line per epoch (:func:`convae.config.headless_env`), not a progress bar.
     """
     path = notebook_path(chapter_id, root)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    client.execute(env=headless_env())
     return nb
 
 

@@ -13,6 +13,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
+from convae import config
 from convae.plots import show_image
 from convae.training import one_cycle_schedule
 
@@ -57,10 +58,11 @@ class NoisyBatches(keras.utils.PyDataset):
 
 
 def fit_denoiser(model, clean, corrupt, *, epochs: int, batch_size: int = 32, peak_rate: float = 3e-3,
-                 seed: int = 0, target_noise=None) -> float:
+                 seed: int = 0, target_noise=None, verbose: int | None = None) -> float:
     """Train ``model`` to map ``corrupt(clean)`` to ``clean`` (or to ``target_noise(clean)``) for
     ``epochs`` epochs, a fresh noise draw in every epoch (:class:`NoisyBatches`), with the one-cycle
-    learning rate of :func:`convae.autoencoders.fit_autoencoder`; silently; return the seconds.
+    learning rate of :func:`convae.autoencoders.fit_autoencoder`; return the seconds. ``verbose``
+    as there (None: CONVAE_PROGRESS; 0: silent).
 
     ``clean`` has the model's input shape, e.g. (n, 28, 28, 1). The model must be freshly compiled
     (the schedule counts from the optimiser's step counter).
@@ -72,7 +74,7 @@ def fit_denoiser(model, clean, corrupt, *, epochs: int, batch_size: int = 32, pe
     batches = NoisyBatches(clean, corrupt, batch_size, seed, target_noise)
     model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, verbose=0)
+    model.fit(batches, epochs=epochs, verbose=config.keras_verbose(verbose))
     return time.perf_counter() - start
 
 

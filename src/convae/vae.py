@@ -18,6 +18,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
+from convae import config
 from convae.autoencoders import ArrayBatches
 from convae.checks import _activation, _construction_problem, describe, model_layers, parameter_count
 from convae.specs import CLASSIFIER_SPEC, VAEEncoderSpec
@@ -138,16 +139,17 @@ def build_classifier(seed: int = 0):
 
 
 def fit_classifier(model, x, y, *, epochs: int, batch_size: int = 128, peak_rate: float = 3e-3,
-                   seed: int = 0) -> float:
+                   seed: int = 0, verbose: int | None = None) -> float:
     """Train a freshly compiled classifier on images ``x`` (n, 784) in [0, 1] and labels ``y``,
-    batches streamed (:class:`convae.autoencoders.ArrayBatches`), a one-cycle rate; the seconds."""
+    batches streamed (:class:`convae.autoencoders.ArrayBatches`), a one-cycle rate; the seconds.
+    ``verbose`` as in :func:`convae.autoencoders.fit_autoencoder` (None: CONVAE_PROGRESS)."""
     from convae.training import one_cycle_schedule
 
     keras.utils.set_random_seed(seed)
     batches = ArrayBatches(np.asarray(x, "float32"), np.asarray(y, "int32"), batch_size, seed)
     model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, verbose=0)
+    model.fit(batches, epochs=epochs, verbose=config.keras_verbose(verbose))
     return time.perf_counter() - start
 
 

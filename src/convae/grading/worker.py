@@ -356,7 +356,8 @@ def grade_as(job: dict) -> dict:
 
     os.environ.update(CONVAE_FAST=job.get("fast", "1"), JUPYTER_PATH=str(jupyter_path),
                       CONVAE_JUDGE_SOCKET=str(judge_dir / "sock"), TF_CPP_MIN_LOG_LEVEL="3",
-                      TF_ENABLE_ONEDNN_OPTS="0", PYTHONDONTWRITEBYTECODE="1")
+                      TF_ENABLE_ONEDNN_OPTS="0", PYTHONDONTWRITEBYTECODE="1",
+                      CONVAE_PROGRESS="epoch")  # Keras: a line per epoch in the stored notebook, no bar
     api = nbgrader_api(course, {
         "Execute": {"kernel_name": "convae-sandbox", "timeout": limits["cell_seconds"],
                     "interrupt_on_timeout": False},

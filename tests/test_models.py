@@ -138,6 +138,58 @@ def test_fit_autoencoder_trains_on_the_one_cycle_schedule_once():
         fit_autoencoder(model, x, epochs=1, batch_size=8)
 
 
+
+def test_a_restarted_model_trains_again_exactly_as_the_first_time():
+    """convae.training.restart: weights and optimiser state back to the start, so the same fit gives
+    the same weights (CPU is deterministic here); a different number of steps is refused, because the
+    compiled training step keeps the first schedule."""
+    import numpy as np
+
+    from convae.autoencoders import fit_autoencoder
+    from convae.training import restart
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(2, activation="relu"), layers.Dense(4)])
+    model.compile(optimizer="adam", loss="mse")
+    initial = model.get_weights()
+    x = np.random.default_rng(0).normal(size=(24, 4)).astype("float32")
+    fit_autoencoder(model, x, epochs=2, batch_size=8, peak_rate=1e-2, seed=3, verbose=0)
+    first = model.get_weights()
+    assert not np.allclose(first[0], initial[0])
+    restart(model, initial)
+    assert int(model.optimizer.iterations) == 0 and np.array_equal(model.get_weights()[0], initial[0])
+    fit_autoencoder(model, x, epochs=2, batch_size=8, peak_rate=1e-2, seed=3, verbose=0)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(first, model.get_weights()))
+    restart(model, initial)
+    with pytest.raises(ValueError, match="retrain it with the same ones"):
+        fit_autoencoder(model, x, epochs=3, batch_size=8, peak_rate=1e-2, verbose=0)
+
+
+
+def test_rows_on_demand_train_exactly_as_the_whole_transformed_array():
+    """convae.autoencoders.RowsOnDemand: fit_autoencoder on rows computed per batch gives the same
+    weights as on the array computed whole (same seed), and arrays of unequal length are refused."""
+    import numpy as np
+
+    from convae.autoencoders import RowsOnDemand, fit_autoencoder
+
+    def with_flag(x, flag):
+        return np.concatenate([x, flag[:, None]], axis=1)
+
+    x = np.random.default_rng(0).normal(size=(24, 4)).astype("float32")
+    flag = (np.arange(24) % 2).astype("float32")
+    trained = []
+    for inputs in (with_flag(x, flag), RowsOnDemand(with_flag, x, flag)):
+        keras.utils.set_random_seed(2)
+        model = keras.Sequential([keras.Input((5,)), layers.Dense(3, activation="relu"), layers.Dense(4)])
+        model.compile(optimizer="adam", loss="mse")
+        fit_autoencoder(model, inputs, target=x, epochs=2, batch_size=8, seed=5, verbose=0)
+        trained.append(model.get_weights())
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(*trained))
+    with pytest.raises(ValueError, match="one length"):
+        RowsOnDemand(with_flag, x, flag[:5])
+
+
 # ---------------------------------------------------------------- every way of writing a model, judged alike
 
 def chain(inputs, stack):

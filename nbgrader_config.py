@@ -32,6 +32,10 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "grading", "gradebo
 # copies every file of the source folder that `ignore` does not name, so the hook removes the rest
 # from the release (keeping assets a notebook lists under "convae": {"assets": [...]}) and says so.
 c.CourseDirectory.include = ["*.ipynb"]
+# The instructor's `nbgrader collect` from a shared exchange (JupyterHub): nbgrader's own follows a
+# link a student plants in inbound and lets one oversized file stop the batch; this one refuses both
+# with a line and keeps the exchange's timestamp.txt and submission_secret.txt (grading/README.md, "Collect").
+c.ExchangeFactory.collect = "convae.grading.exchange.SafeCollect"
 c.GenerateAssignment.post_convert_hook = release_only_notebooks(os.path.join(here, "notebooks"))
 
 # Cells that train a network need far more than nbgrader's default 30 s.

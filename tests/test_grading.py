@@ -106,6 +106,9 @@ EXPECTED = {
 }
 
 
+SIDECAR_TEXT = {"timestamp.txt": "2026-12-02 10:15:00.123456 UTC", "submission_secret.txt": "4f2c9a0e81b7d3e6"}
+
+
 def grade(submissions: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "convae.grading.run", str(submissions), "--workers", "2", "--out", str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT,
@@ -147,6 +150,13 @@ def corpus(tmp_path_factory):
     (submissions / "linked" / CHAPTER).mkdir(parents=True)
     (submissions / "linked" / CHAPTER / f"{CHAPTER}.ipynb").symlink_to(ROOT / "solutions" / CHAPTER / f"{CHAPTER}.ipynb")
     files += 1
+    # nbgrader collect's sidecars, which release_feedback needs beside the page: as nbgrader writes
+    # them for one student; for another, a link to the solution and a file of binary junk
+    for name, text in SIDECAR_TEXT.items():
+        (submissions / "correct" / CHAPTER / name).write_text(text)
+    (submissions / "wrong-name" / CHAPTER / "submission_secret.txt").symlink_to(ROOT / "solutions" / CHAPTER / f"{CHAPTER}.ipynb")
+    (submissions / "wrong-name" / CHAPTER / "timestamp.txt").write_bytes(b"\x00\xff" * 10)
+    files += 4
     # Chapter 04 in the same run: Keras models judged by training, inside the sandbox's limits.
     release4, source4 = load(MODELS_CHAPTER)
     for name, data in {"keras-correct": answer(release4, source4),
@@ -225,11 +235,13 @@ def test_each_case_gets_its_exact_score_and_log_line(student, corpus):
     row = corpus["grades"][(student, CHAPTER)]
     assert float(row["score"]) == score and float(row["max_score"]) == 12, (student, row["score"])
     lines = student_lines(corpus["log"], student)
-    assert lines[0].startswith(f"{score}/12\t"), lines
+    # the intake's lines about a student's files (a refused sidecar) come before the job's own
+    first = next(i for i, entry in enumerate(lines) if re.match(r"[\d.]+/12\t", entry))
+    assert lines[first].startswith(f"{score}/12\t"), lines
     if line == "ok":
-        assert lines[0].split("\t")[1] == "ok" and len(lines) == 1, lines
+        assert lines[first].split("\t")[1] == "ok" and len(lines) == 1, lines
     else:
-        assert any(entry.startswith(line) for entry in lines[1:]), lines
+        assert any(entry.startswith(line) for entry in lines[first + 1:]), lines
 
 
 def test_a_hung_kernel_is_stopped_at_the_chapters_limit_not_after_600_s(corpus):
@@ -251,7 +263,7 @@ def test_nothing_is_lost_count_in_equals_count_out(corpus):
     log, grades = corpus["log"], corpus["grades"]
     summary = re.search(r"# (\d+) files in, (\d+) graded, (\d+) not gradable", log)
     assert int(summary.group(1)) == corpus["files"]
-    assert int(summary.group(2)) == len(EXPECTED) + 4 and int(summary.group(3)) == 2
+    assert int(summary.group(2)) == len(EXPECTED) + 4 and int(summary.group(3)) == 4
     assert "frank\t99-nope\t- unknown chapter, ignored: frank/99-nope/99-nope.ipynb" in log
     # a link to the solution is never read: the student is not graded, and the log names the link
     assert ("linked\t01-pixels\t- refused, not read: linked/01-pixels/01-pixels.ipynb "
@@ -262,6 +274,27 @@ def test_nothing_is_lost_count_in_equals_count_out(corpus):
         "every student is in grades.csv"
     header = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty,score,max_score"
     assert (corpus["out"] / "grades.csv").read_text().splitlines()[0] == header, "nbgrader's export format"
+
+
+def test_feedback_is_left_releasable_with_the_exchanges_sidecars(corpus):
+    """nbgrader's release_feedback keeps the mode it finds and needs timestamp.txt and
+    submission_secret.txt beside each page: make grade leaves pages 644 in folders 755 with the
+    collected sidecars copied beside them, and refuses a linked or binary sidecar with a line."""
+    import stat
+    feedback = corpus["out"] / "feedback"
+    folder = feedback / "correct" / CHAPTER
+    assert {p.name: p.read_text() for p in folder.glob("*.txt")} == SIDECAR_TEXT
+    for path in [feedback, folder.parent, folder]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755, path
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    refused_folder = feedback / "wrong-name" / CHAPTER
+    assert sorted(p.name for p in refused_folder.iterdir()) == [f"{CHAPTER}.html"]
+    lines = student_lines(corpus["log"], "wrong-name")
+    assert ("- refused, not read: wrong-name/01-pixels/submission_secret.txt "
+            "(a symbolic link; only regular files are graded)") in lines, lines
+    assert ("- refused, not read: wrong-name/01-pixels/timestamp.txt "
+            "(not one short line of printable text)") in lines, lines
 
 
 def test_patched_checks_are_caught_for_every_cell_they_faked(corpus):

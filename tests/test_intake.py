@@ -124,3 +124,52 @@ def test_a_zip_entry_that_is_a_link_or_device_is_refused(tmp_path):
         f"?\t?\t- a character device in the zip, ignored: dee/01-pixels/01-pixels.ipynb {only}",
     ]
     assert not any(p.is_symlink() for p in (tmp_path / "scratch").rglob("*")), "no link was created"
+
+
+def test_the_exchanges_sidecars_travel_with_the_job_and_anything_else_is_refused(tmp_path):
+    """timestamp.txt and submission_secret.txt beside a collected notebook (release_feedback needs
+    them) are staged with the job, not reported as stray files; a link, an oversized or a binary
+    one is refused with a line and never copied."""
+    import os
+    subs = tmp_path / "subs"
+    for student in ("amy", "bo"):
+        (subs / student / "01-pixels").mkdir(parents=True)
+        (subs / student / "01-pixels" / "01-pixels.ipynb").write_text("{}")
+    (subs / "amy/01-pixels/timestamp.txt").write_text("2026-12-02 10:15:00.123456 UTC")
+    (subs / "amy/01-pixels/submission_secret.txt").write_text("4f2c9a0e81b7d3e6\n")
+    secret = tmp_path / "instructor-secret.txt"
+    secret.write_text("the instructor's")
+    os.symlink(secret, subs / "bo/01-pixels/submission_secret.txt")
+    (subs / "bo/01-pixels/timestamp.txt").write_text("x" * 1000)
+    (subs / "bo/01-pixels/notes.txt").write_text("not a sidecar")
+    (subs / "timestamp.txt").write_text("2026-12-02")  # not beside a notebook: a stray file
+    intake = collect(subs, CHAPTERS, tmp_path / "scratch")
+    jobs = {j.student: j for j in intake.jobs}
+    assert {name: path.read_text() for name, path in jobs["amy"].sidecars.items()} == {
+        "timestamp.txt": "2026-12-02 10:15:00.123456 UTC", "submission_secret.txt": "4f2c9a0e81b7d3e6\n"}
+    assert jobs["amy"].problems == []
+    assert jobs["bo"].sidecars == {}
+    assert jobs["bo"].problems == ["not a notebook, ignored: bo/01-pixels/notes.txt"]
+    assert sorted(intake.problems) == sorted([
+        "bo\t01-pixels\t- refused, not read: bo/01-pixels/submission_secret.txt (a symbolic link; only regular files are graded)",
+        "bo\t01-pixels\t- refused, not read: bo/01-pixels/timestamp.txt (too large to grade: 1,000 bytes (at most 256))",
+        "?\t?\t- cannot tell student and chapter from the path, ignored: timestamp.txt (expected "
+        "<student>/<chapter>/<chapter>.ipynb or <student>_..._<chapter>.ipynb)"]), intake.problems
+    assert not any(secret.read_text() in p.read_text() for p in (tmp_path / "scratch").rglob("*.txt"))
+
+
+def test_a_student_with_only_the_exchanges_sidecars_is_graded_as_blank(tmp_path):
+    """A collected folder whose notebook was refused (a link) still holds the sidecars: the student
+    gets a blank job (0 points, and feedback that can be released), not silence."""
+    folder = tmp_path / "subs" / "amy" / "01-pixels"
+    folder.mkdir(parents=True)
+    (folder / "timestamp.txt").write_text("2026-12-02 10:15:00.123456 UTC")
+    (folder / "submission_secret.txt").write_text("4f2c9a0e81b7d3e6")
+    (folder / "01-pixels.ipynb").symlink_to(tmp_path / "elsewhere.ipynb")
+    intake = collect(tmp_path / "subs", CHAPTERS, tmp_path / "scratch")
+    [job] = intake.jobs
+    assert (job.student, job.chapter, job.notebook) == ("amy", "01-pixels", None)
+    assert sorted(job.sidecars) == ["submission_secret.txt", "timestamp.txt"]
+    assert job.problems == ["no notebook submitted (only amy/01-pixels/submission_secret.txt, "
+                            "amy/01-pixels/timestamp.txt): graded as blank, 0 points"]
+    assert any("01-pixels.ipynb (a symbolic link" in p for p in intake.problems)

@@ -41,8 +41,7 @@ EXCHANGE_CONFIG = '''\
 c = get_config()  # noqa: F821
 c.Exchange.root = {exchange!r}
 c.CourseDirectory.course_id = {course!r}
-# the course's collect: never follows a link planted in inbound, never lets one student stop the batch
-c.ExchangeFactory.collect = "convae.grading.exchange.SafeCollect"
+# (the course's own nbgrader_config.py picks its collect, convae.grading.exchange.SafeCollect)
 '''
 
 
@@ -177,29 +176,6 @@ def prepare(state: Path) -> tuple[Path, Path]:
     info = pwd.getpwnam(INSTRUCTOR)
     subprocess.run(["chown", "-R", f"{info.pw_uid}:{info.pw_gid}", str(course)], check=True)
     return exchange, course
-
-
-def feedback_sidecars(course: Path, chapter: str | None = None) -> list[Path]:
-    """Make the feedback of ``make grade`` releasable: readable pages, each submission's
-    ``timestamp.txt`` and ``submission_secret.txt`` beside its feedback.
-
-    ``make grade`` writes ``grading/feedback/<student>/<chapter>/<chapter>.html``; nbgrader's
-    ``release_feedback`` also reads those two files there (the secret names the released file, so
-    only that student finds it). They come from the collected folder (SafeCollect keeps them)."""
-    placed = []
-    submitted, feedback = course / "grading" / "submitted", course / "grading" / "feedback"
-    # make grade (as root) writes feedback pages 600; release_feedback keeps the mode it finds,
-    # and each student reads their page in the exchange as themselves
-    for page in feedback.glob(f"*/{chapter or '*'}/*.html"):
-        page.chmod(0o644)
-    submitted, feedback = course / "grading" / "submitted", course / "grading" / "feedback"
-    for folder in sorted(feedback.glob(f"*/{chapter or '*'}")):
-        source = submitted / folder.relative_to(feedback)
-        for name in ("timestamp.txt", "submission_secret.txt"):
-            if (source / name).is_file() and not (source / name).is_symlink():
-                shutil.copy(source / name, folder / name)
-                placed.append(folder / name)
-    return placed
 
 
 def hub_config(state: Path, port: int, token: str) -> Path:

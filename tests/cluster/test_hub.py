@@ -139,7 +139,6 @@ def term(hub):
                            cwd=ROOT, capture_output=True, text=True, timeout=900)
     out["grade_seconds"] = time.monotonic() - started
     assert grade.returncode == 0, grade.stdout[-3000:] + grade.stderr[-3000:]
-    hublib.feedback_sidecars(course)
     info = pwd.getpwnam(INSTRUCTOR)
     subprocess.run(["chown", "-R", f"{info.pw_uid}:{info.pw_gid}", str(course / "grading")], check=True)
     out["log"] = (course / "grading" / "log.txt").read_text()

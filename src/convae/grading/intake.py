@@ -19,6 +19,11 @@ one hard link, and, in a zip, any entry whose Unix mode is not a regular file or
 holds each folder open (``os.fwalk``) and every file is opened with ``O_NOFOLLOW`` relative to its
 folder and copied from that descriptor after ``fstat`` says it is regular, so swapping a path for a
 link between the check and the read changes nothing.
+
+nbgrader's ``collect`` also leaves ``timestamp.txt`` and ``submission_secret.txt`` beside each
+notebook; ``release_feedback`` needs both beside the feedback page (the secret names the released
+page, so that only its student finds it). They are read like notebooks, from the held folder, and
+only when each is a short line of printable ASCII; anything else is refused with a line.
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ from pathlib import Path
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MAX_FILE_BYTES = 100 * 2**20
 MAX_ZIP_BYTES = 2 * 2**30
+#: the files nbgrader's exchange puts beside a collected notebook, carried to its feedback
+SIDECARS = ("timestamp.txt", "submission_secret.txt")
+MAX_SIDECAR_BYTES = 256
 
 
 @dataclass
@@ -42,6 +50,7 @@ class Job:
     notebook: Path | None  # None: the student handed in files, but no notebook for this chapter
     origin: str
     problems: list[str] = field(default_factory=list)
+    sidecars: dict[str, Path] = field(default_factory=dict)  # name -> staged copy (see SIDECARS)
 
 
 @dataclass
@@ -84,8 +93,8 @@ def refused(rel: Path, chapters: list[str], why: str, folder: bool = False) -> s
 def regular_files(root: Path, chapters: list[str], intake: Intake, staging: Path) -> list[tuple[Path, Path | None]]:
     """(relative path, staged copy or None) for every regular file under ``root``, in name order.
 
-    Notebooks are copied into ``staging`` while their folder is held open; other files are only
-    named, never opened. Everything else is refused in ``intake.problems``; all count in ``intake.files``.
+    Notebooks and the exchange's sidecar files are copied into ``staging`` while their folder is held
+    open; other files are only named, never opened. Everything else is refused in ``intake.problems``; all count in ``intake.files``.
     """
     staging.mkdir(parents=True, exist_ok=True)
     found = []
@@ -110,18 +119,29 @@ def regular_files(root: Path, chapters: list[str], intake: Intake, staging: Path
             if not_regular(mode):
                 intake.problems.append(refused(rel, chapters, f"{not_regular(mode)}; {ONLY_REGULAR}"))
                 continue
-            copy = None
+            copy, problem = None, None
             if name.endswith(".ipynb") and not any(part.startswith(".") for part in rel.parts):
                 copy, problem = stage(name, top_fd, staging / f"{len(found):06d}.ipynb")
-                if problem:
-                    intake.problems.append(refused(rel, chapters, problem))
-                    continue
+            elif name in SIDECARS and len(rel.parts) == 3:
+                copy, problem = stage(name, top_fd, staging / f"{len(found):06d}.txt", MAX_SIDECAR_BYTES)
+                if copy and not sidecar_text(copy.read_bytes()):
+                    copy.unlink()
+                    copy, problem = None, "not one short line of printable text"
+            if problem:
+                intake.problems.append(refused(rel, chapters, problem))
+                continue
             found.append((rel, copy))
         dirs.sort()
     return sorted(found)
 
 
-def stage(name: str, dir_fd: int, copy: Path) -> tuple[Path | None, str | None]:
+def sidecar_text(data: bytes) -> bool:
+    """Whether an exchange sidecar's bytes are what nbgrader writes: one line of printable ASCII."""
+    text = data.rstrip(b"\n")
+    return 0 < len(text) and all(32 <= byte < 127 for byte in text)
+
+
+def stage(name: str, dir_fd: int, copy: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[Path | None, str | None]:
     """Copy one file, opened without following links, if it is (still) a regular file of sane size:
     (the copy, None), or (None, why not)."""
     try:
@@ -136,11 +156,11 @@ def stage(name: str, dir_fd: int, copy: Path) -> tuple[Path | None, str | None]:
             # another name of a file that may lie outside the submissions (a solution, another
             # student's work); nbgrader's collect and zips give every file one name of its own
             return None, f"a hard link, one of {info.st_nlink} names of one file; hand in a copy"
-        if info.st_size > MAX_FILE_BYTES:
-            return None, f"too large to grade: {info.st_size:,} bytes"
-        data = src.read(MAX_FILE_BYTES + 1)  # bounded: the file may grow after fstat
-    if len(data) > MAX_FILE_BYTES:
-        return None, f"too large to grade: more than {MAX_FILE_BYTES:,} bytes"
+        if info.st_size > max_bytes:
+            return None, f"too large to grade: {info.st_size:,} bytes (at most {max_bytes:,})"
+        data = src.read(max_bytes + 1)  # bounded: the file may grow after fstat
+    if len(data) > max_bytes:
+        return None, f"too large to grade: more than {max_bytes:,} bytes"
     copy.write_bytes(data)
     return copy, None
 
@@ -193,6 +213,7 @@ def collect(source: Path, chapters: list[str], scratch: Path) -> Intake:
         source = unpack(source, scratch / "unzipped", chapters, intake)
     candidates: dict[tuple[str, str], list[tuple[Path, str]]] = {}
     others: dict[tuple[str, str], list[str]] = {}  # files that are not notebooks
+    sidecars: dict[tuple[str, str], dict[str, Path]] = {}
     for rel, staged in regular_files(source, chapters, intake, scratch / "staged"):
         origin = str(rel)
         parts = rel.parts
@@ -213,6 +234,9 @@ def collect(source: Path, chapters: list[str], scratch: Path) -> Intake:
         if not STUDENT_ID.match(student):
             intake.problems.append(f"?\t{chapter}\t- unusable student id {student!r}, ignored: {origin}")
             continue
+        if staged and name in SIDECARS:
+            sidecars.setdefault((student, chapter), {})[name] = staged
+            continue
         if not name.endswith(".ipynb"):
             others.setdefault((student, chapter), []).append(origin)
             continue
@@ -231,8 +255,11 @@ def collect(source: Path, chapters: list[str], scratch: Path) -> Intake:
         copy = scratch / "notebooks" / student / f"{chapter}.ipynb"
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(chosen[0], copy)
-        intake.jobs.append(Job(student, chapter, copy, chosen[1], problems))
-    for (student, chapter), files in sorted(others.items()):  # a student who sent no notebook still gets a grade
+        intake.jobs.append(Job(student, chapter, copy, chosen[1], problems, sidecars.get((student, chapter), {})))
+    # a student who sent no notebook (other files, or only the exchange's sidecars) still gets a grade
+    for student, chapter in sorted((set(others) | set(sidecars)) - set(candidates)):
+        files = others.get((student, chapter), []) + [f"{student}/{chapter}/{name}" for name in sidecars.get((student, chapter), {})]
         intake.jobs.append(Job(student, chapter, None, files[0],
-                               [f"no notebook submitted (only {', '.join(files)}): graded as blank, 0 points"]))
+                               [f"no notebook submitted (only {', '.join(files)}): graded as blank, 0 points"],
+                               sidecars.get((student, chapter), {})))
     return intake

@@ -179,6 +179,7 @@ def plan(submissions: Path, root: Path, gradebook: Path, scratch: Path, table: d
         spec = {"student": job.student, "chapter": job.chapter,
                 "notebook": str(job.notebook) if job.notebook else None,
                 "file": job.origin, "problems": job.problems, "course_root": str(root),
+                "sidecars": {name: str(path) for name, path in job.sidecars.items()},
                 "gradebook": str(snapshot), "release": str(releases[job.chapter]), "workdir": str(work),
                 "uid": UID_BASE + index % UID_COUNT, "limits": per_chapter[job.chapter][0],
                 "expected_seconds": per_chapter[job.chapter][1], "caps": caps}
@@ -201,6 +202,25 @@ def failed_result(job_path: Path, reason: str) -> dict:
             "max_score": 0.0, "cells": {}, "seconds": 0.0, "problems": [f"grader error: {reason}"], "failed": True}
 
 
+def place_feedback(job_path: Path, result: dict, feedback: Path) -> None:
+    """``feedback/<student>/<chapter>/<chapter>.html``, readable (0644, folders 0755, as nbgrader's
+    generate_feedback leaves them: release_feedback keeps the mode and each student reads their
+    page as themselves), with the submission's exchange sidecars beside it, which
+    ``nbgrader release_feedback`` needs (intake checked and staged them)."""
+    target = feedback / result["student"] / result["chapter"]
+    feedback.mkdir(parents=True, exist_ok=True)
+    for folder in (feedback, target.parent, target):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o755)
+    page = target / f"{result['chapter']}.html"
+    shutil.copyfile(job_path.parent / "feedback.html", page)
+    page.chmod(0o644)
+    spec = json.loads(job_path.read_text())
+    for name, staged in spec.get("sidecars", {}).items():
+        shutil.copyfile(staged, target / name)
+        (target / name).chmod(0o644)
+
+
 def finish(scratch: Path, results: list, root: Path, out: Path, gradebook: Path, log: list[str],
            seconds: float, workers: int, caps: dict) -> str:
     """Merge every job into the course gradebook, export grades.csv, place feedback, write the log."""
@@ -212,9 +232,7 @@ def finish(scratch: Path, results: list, root: Path, out: Path, gradebook: Path,
             set_scores(gradebook, result["chapter"], result["student"], {})
             continue
         merge(gradebook, path.parent / "gradebook.db", result["chapter"], result["student"])
-        target = out / "feedback" / result["student"] / result["chapter"]
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path.parent / "feedback.html", target / f"{result['chapter']}.html")
+        place_feedback(path, result, out / "feedback")
     subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(out / "grades.csv"),
                     "--log-level=ERROR", f"--CourseDirectory.db_url=sqlite:///{gradebook}"],
                    cwd=root, check=True, capture_output=True)

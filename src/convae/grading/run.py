@@ -208,9 +208,8 @@ def place_feedback(job_path: Path, result: dict, feedback: Path) -> None:
     page as themselves), with the submission's exchange sidecars beside it, which
     ``nbgrader release_feedback`` needs (intake checked and staged them)."""
     target = feedback / result["student"] / result["chapter"]
-    feedback.mkdir(parents=True, exist_ok=True)
     for folder in (feedback, target.parent, target):
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
     page = target / f"{result['chapter']}.html"
     shutil.copyfile(job_path.parent / "feedback.html", page)

@@ -190,6 +190,41 @@ def test_rows_on_demand_train_exactly_as_the_whole_transformed_array():
         RowsOnDemand(with_flag, x, flag[:5])
 
 
+def test_the_course_fits_let_go_of_their_training_arrays():
+    """convae.training.fit_then_release: after fit_autoencoder, fit_denoiser and fit_classifier the
+    arrays trained on are freed once the caller drops them (Keras's tf.data generator keeps the
+    PyDataset alive; without release() each array stayed in memory: chapter 05 grew 18 MB a digit)."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from convae.autoencoders import fit_autoencoder
+    from convae.denoising import fit_denoiser
+    from convae.vae import fit_classifier
+
+    def trained_on(fit, make_model):
+        x = np.random.default_rng(0).random((16, 4), dtype=np.float32)
+        alive = weakref.ref(x)
+        fit(make_model(), x)
+        del x
+        gc.collect()
+        return alive() is None
+
+    def dense(outputs, loss="mse"):
+        def make():
+            model = keras.Sequential([keras.Input((4,)), layers.Dense(outputs)])
+            model.compile(optimizer="adam", loss=loss)
+            return model
+        return make
+
+    assert trained_on(lambda m, x: fit_autoencoder(m, x, epochs=1, batch_size=8, verbose=0), dense(4))
+    assert trained_on(lambda m, x: fit_denoiser(m, x, lambda c, seed: c + 0.1, epochs=1, batch_size=8, verbose=0),
+                      dense(4))
+    assert trained_on(lambda m, x: fit_classifier(m, x, np.zeros(len(x), "int32"), epochs=1, batch_size=8, verbose=0),
+                      dense(10, "sparse_categorical_crossentropy"))
+
+
 # ---------------------------------------------------------------- every way of writing a model, judged alike
 
 def chain(inputs, stack):

@@ -14,7 +14,7 @@ import numpy as np
 
 from convae import config
 from convae.plots import show_image
-from convae.training import one_cycle_schedule
+from convae.training import fit_then_release, one_cycle_schedule
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -37,6 +37,10 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.order = self.rng.permutation(len(self.x))
+
+    def release(self):
+        """Let go of the arrays once training is over (:func:`convae.training.fit_then_release` says why)."""
+        self.x = self.target = None
 
     def __getitem__(self, index):
         rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
@@ -94,7 +98,7 @@ def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: 
                          f"retrain it with the same ones, not {schedule} (same images count, batch size and "
                          "epochs), or build a new model")
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, verbose=config.keras_verbose(verbose))
+    fit_then_release(model, batches, epochs=epochs, verbose=config.keras_verbose(verbose))
     return time.perf_counter() - start
 
 

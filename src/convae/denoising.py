@@ -15,7 +15,7 @@ import numpy as np
 
 from convae import config
 from convae.plots import show_image
-from convae.training import one_cycle_schedule
+from convae.training import fit_then_release, one_cycle_schedule
 
 
 class NoisyBatches(keras.utils.PyDataset):
@@ -42,6 +42,11 @@ class NoisyBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.epoch += 1
         self.order = self.rng.permutation(len(self.clean))
+
+    def release(self):
+        """Let go of the images and the noise functions once training is over
+        (:func:`convae.training.fit_then_release` says why)."""
+        self.clean = self.corrupt = self.target_noise = None
 
     def seeds(self, index: int) -> tuple[int, int]:
         """The integer seeds of batch ``index`` of this epoch: one for the input, one for the target."""
@@ -74,7 +79,7 @@ def fit_denoiser(model, clean, corrupt, *, epochs: int, batch_size: int = 32, pe
     batches = NoisyBatches(clean, corrupt, batch_size, seed, target_noise)
     model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, verbose=config.keras_verbose(verbose))
+    fit_then_release(model, batches, epochs=epochs, verbose=config.keras_verbose(verbose))
     return time.perf_counter() - start
 
 

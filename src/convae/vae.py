@@ -143,13 +143,13 @@ def fit_classifier(model, x, y, *, epochs: int, batch_size: int = 128, peak_rate
     """Train a freshly compiled classifier on images ``x`` (n, 784) in [0, 1] and labels ``y``,
     batches streamed (:class:`convae.autoencoders.ArrayBatches`), a one-cycle rate; the seconds.
     ``verbose`` as in :func:`convae.autoencoders.fit_autoencoder` (None: CONVAE_PROGRESS)."""
-    from convae.training import one_cycle_schedule
+    from convae.training import fit_then_release, one_cycle_schedule
 
     keras.utils.set_random_seed(seed)
     batches = ArrayBatches(np.asarray(x, "float32"), np.asarray(y, "int32"), batch_size, seed)
     model.optimizer.learning_rate = one_cycle_schedule(peak_rate, epochs * len(batches))
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, verbose=config.keras_verbose(verbose))
+    fit_then_release(model, batches, epochs=epochs, verbose=config.keras_verbose(verbose))
     return time.perf_counter() - start
 
 

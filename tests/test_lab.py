@@ -88,7 +88,10 @@ def test_validate_lists_every_unsolved_exercise_in_plain_words(lab, chapter):
         [f["raw_error"] for f in failed]
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
+# Two chapters, a NumPy one and the first with Keras models judged on a rebuilt copy: that every
+# solution passes all its checks is test_chapters' autograde of each (its full marks); here it is
+# the lab's Validate button that is tested, and each solved chapter took up to a minute more.
+@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if c[:2] in ("01", "04")])
 def test_validate_passes_a_solved_notebook(lab, chapter):
     result = validate(lab, f"solutions/{chapter}/{chapter}.ipynb")
     assert not result.get("failed") and not result.get("changed"), result

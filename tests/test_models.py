@@ -190,6 +190,24 @@ def test_rows_on_demand_train_exactly_as_the_whole_transformed_array():
         RowsOnDemand(with_flag, x, flag[:5])
 
 
+def test_per_image_scores_in_batches_equal_the_whole_array_at_once():
+    """convae.autoencoders.per_image_in_batches: the score of every image, computed on slices (the
+    last one short), equals the score of the whole array's outputs."""
+    import numpy as np
+
+    from convae.autoencoders import per_image_in_batches
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(4, activation="sigmoid")])
+    x = np.random.default_rng(0).random((23, 4), dtype=np.float32)
+
+    def squared_error(images, outputs):
+        return np.mean((images - outputs) ** 2, axis=1)
+
+    whole = squared_error(x, model.predict(x, verbose=0))
+    sliced = per_image_in_batches(squared_error, model, x, batch_size=5)
+    assert sliced.shape == (23,) and np.allclose(sliced, whole, atol=1e-6)
+
+
 def test_the_course_fits_let_go_of_their_training_arrays():
     """convae.training.fit_then_release: after fit_autoencoder, fit_denoiser and fit_classifier the
     arrays trained on are freed once the caller drops them (Keras's tf.data generator keeps the

@@ -113,6 +113,20 @@ def predict_in_batches(model, x, batch_size: int = 1000) -> np.ndarray:
                            for start in range(0, len(x), batch_size)])
 
 
+def per_image_in_batches(score, model, images, batch_size: int = 1000) -> np.ndarray:
+    """``score(images, model's outputs for them)`` (one number per image) for all of ``images``,
+    ``batch_size`` images at a time, concatenated.
+
+    ``score`` is the notebook's own function (e.g. chapter 05's ``reconstruction_error``). At once,
+    10,000 test images would add their outputs and the float64 differences a score computes,
+    about 100 MB at the peak, which a 2 GB Binder cannot spare.
+    """
+    return np.concatenate([
+        np.asarray(score(images[start:start + batch_size],
+                         keras.ops.convert_to_numpy(model.predict_on_batch(images[start:start + batch_size]))))
+        for start in range(0, len(images), batch_size)])
+
+
 def orthonormal_basis(vectors) -> np.ndarray:
     """An orthonormal basis (columns) of the span of the columns of ``vectors`` (thin SVD)."""
     u, s, _ = np.linalg.svd(np.asarray(vectors, dtype=np.float64), full_matrices=False)

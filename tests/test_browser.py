@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import threading
-import json
 import urllib.parse
 import urllib.request
 from pathlib import Path

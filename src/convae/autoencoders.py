@@ -102,6 +102,13 @@ def fit_autoencoder(model, x, *, epochs: int, batch_size: int = 256, peak_rate: 
     return time.perf_counter() - start
 
 
+def _outputs_in_batches(model, x, batch_size: int):
+    """``(slice of x, the model's outputs for it as NumPy)`` for consecutive slices of ``x``."""
+    for start in range(0, len(x), batch_size):
+        part = x[start:start + batch_size]
+        yield part, keras.ops.convert_to_numpy(model.predict_on_batch(part))
+
+
 def predict_in_batches(model, x, batch_size: int = 1000) -> np.ndarray:
     """``model.predict(x)``, one slice of ``x`` at a time.
 
@@ -109,8 +116,7 @@ def predict_in_batches(model, x, batch_size: int = 1000) -> np.ndarray:
     images that is 188 MB more at the peak, on top of the outputs it gathers. Slices keep the peak
     at one batch.
     """
-    return np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(x[start:start + batch_size]))
-                           for start in range(0, len(x), batch_size)])
+    return np.concatenate([outputs for _, outputs in _outputs_in_batches(model, x, batch_size)])
 
 
 def per_image_in_batches(score, model, images, batch_size: int = 1000) -> np.ndarray:
@@ -121,10 +127,8 @@ def per_image_in_batches(score, model, images, batch_size: int = 1000) -> np.nda
     10,000 test images would add their outputs and the float64 differences a score computes,
     about 100 MB at the peak, which a 2 GB Binder cannot spare.
     """
-    return np.concatenate([
-        np.asarray(score(images[start:start + batch_size],
-                         keras.ops.convert_to_numpy(model.predict_on_batch(images[start:start + batch_size]))))
-        for start in range(0, len(images), batch_size)])
+    return np.concatenate([np.asarray(score(part, outputs))
+                           for part, outputs in _outputs_in_batches(model, images, batch_size)])
 
 
 def orthonormal_basis(vectors) -> np.ndarray:

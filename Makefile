@@ -11,7 +11,7 @@ CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 
-.PHONY: help setup data lab test release book grade limits check bench clean
+.PHONY: help setup data lab test release book grade limits check bench binder clean
 
 help:
 	@echo "make lab      set up, fetch data, open JupyterLab on the course"
@@ -27,6 +27,8 @@ help:
 	@echo "make check    a student's check before submitting: NOTEBOOK=notebooks/01-pixels/01-pixels.ipynb"
 	@echo "make bench    run every chapter in full mode (then its published anchor recipes), write bench/results.json"
 	@echo "              KERAS_BACKEND=jax: the same on JAX (installed first), write bench/results-jax.json"
+	@echo "make binder   every chapter in full mode as Binder runs it: a fresh .binder-venv from binder/'s pins,"
+	@echo "              the kernel killed above 2 GB; write bench/binder.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -94,6 +96,11 @@ $(JAX_STAMP): requirements-jax.txt $(STAMP)
 
 bench: data $(if $(filter jax,$(KERAS_BACKEND)),$(JAX_STAMP))
 	$(if $(KERAS_BACKEND),KERAS_BACKEND=$(KERAS_BACKEND) )$(VENV)/bin/python -m convae.bench
+
+# Binder's environment and memory (src/convae/binder.py): a fresh venv from binder/environment.yml's pip
+# pins and binder/postBuild (conda-forge is not reachable everywhere), every chapter's kernel capped.
+binder: data
+	$(VENV)/bin/python -m convae.binder --python $(PYTHON) $(BINDER_ARGS)
 
 clean:
 	rm -rf book/_build grading/autograded grading/feedback grading/gradebook.db grading/grades.csv grading/log.txt grading/results.json .pytest_cache

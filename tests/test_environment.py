@@ -39,7 +39,7 @@ COMMANDS = {
     "test": "CONVAE_FAST=1 .venv/bin/python -m pytest", "release": "nbgrader generate_assignment",
     "book": ".venv/bin/python -m convae.book", "grade": ".venv/bin/python -m convae.grading.run",
     "limits": ".venv/bin/python -m convae.grading.limits", "check": "nbgrader validate",
-    "bench": ".venv/bin/python -m convae.bench",
+    "bench": ".venv/bin/python -m convae.bench", "binder": ".venv/bin/python -m convae.binder",
 }
 
 

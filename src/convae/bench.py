@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from convae.procwatch import ProcessWatch
+from convae.procwatch import ProcessWatch, kill_processes
 from convae.progress import duration
 
 METRICS_ENV = "CONVAE_METRICS_FILE"
@@ -230,15 +230,29 @@ def is_hidden_check_judge(proc) -> bool:
 
 
 class PeakMemory(ProcessWatch):
-    """Peak RSS of a process and its children (the chapter's kernel), the hidden-check judge excepted."""
+    """Peak RSS of a process and its children (the chapter's kernel), the hidden-check judge excepted.
+
+    With ``limit`` (bytes) it is also the memory cap a Binder pod puts on a kernel: the first sample
+    above it kills the watched processes, as the out-of-memory killer would, and keeps the figure in
+    ``exceeded``.
+    """
 
     interval = 0.2
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, limit: int | None = None):
         import psutil
 
         super().__init__()
         self.process = psutil.Process(pid)
+        self.limit = limit
+        self.exceeded = None
+
+    def check(self, rss: int, elapsed: float) -> bool:
+        if self.limit is None or rss <= self.limit:
+            return False
+        self.exceeded = rss
+        kill_processes(self.processes())
+        return True
 
     def processes(self):
         import psutil
@@ -308,11 +322,19 @@ class ChapterProgress:
             thread.join()
 
 
+class MemoryLimitExceeded(RuntimeError):
+    """A chapter's kernel went over :func:`run_chapter`'s ``memory_limit`` and was killed."""
+
+
 def run_chapter(chapter: str, root: Path, metrics_file: Path, *, progress_every: float = 30.0,
-                last_seconds: float | None = None) -> dict:
+                last_seconds: float | None = None, memory_limit: int | None = None) -> dict:
     """Execute the chapter's solution notebook in full (a kernel of its own, Keras reporting a line
-    per epoch), printing :class:`ChapterProgress` lines; return its seconds, peak memory, metrics."""
+    per epoch), printing :class:`ChapterProgress` lines; return its seconds, peak memory, metrics.
+
+    ``memory_limit`` (bytes): the kernel is killed the moment its memory (children included, the
+    hidden-check judge not) goes above it, and :class:`MemoryLimitExceeded` names the cell."""
     import nbformat
+    import psutil
     from nbclient import NotebookClient
 
     from convae.config import headless_env
@@ -326,9 +348,19 @@ def run_chapter(chapter: str, root: Path, metrics_file: Path, *, progress_every:
     os.environ[METRICS_ENV] = str(metrics_file)
     start = time.perf_counter()
     with client.setup_kernel(env=headless_env()), progress.ticking():
-        with PeakMemory(client.km.provisioner.process.pid) as memory:
+        kernel_python = psutil.Process(client.km.provisioner.process.pid).cmdline()[0]
+        with PeakMemory(client.km.provisioner.process.pid, limit=memory_limit) as memory:
             for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
+                try:
+                    client.execute_cell(cell, index)
+                except Exception as err:
+                    if memory.exceeded is None:
+                        raise
+                    first_line = "".join(cell.source).strip().splitlines()[0] if cell.source.strip() else ""
+                    raise MemoryLimitExceeded(
+                        f"{chapter}: the kernel reached {memory.exceeded / 2**20:,.0f} MB in cell {index + 1} "
+                        f"of {len(nb.cells)} ({first_line[:60]!r}), over the limit of "
+                        f"{memory_limit / 2**20:,.0f} MB, and was killed") from err
     seconds = time.perf_counter() - start
     print(progress.total(), flush=True)
     # The executed notebook, for the author who words the chapter after the full run's figures.
@@ -340,7 +372,8 @@ def run_chapter(chapter: str, root: Path, metrics_file: Path, *, progress_every:
         for line in metrics_file.read_text().splitlines():
             metrics.update(json.loads(line))
         metrics_file.unlink()
-    return {"seconds": round(seconds, 1), "peak_mb": round(memory.peak / 2**20, 1), "metrics": metrics}
+    return {"seconds": round(seconds, 1), "peak_mb": round(memory.peak / 2**20, 1), "metrics": metrics,
+            "kernel_python": kernel_python}
 
 
 class AnchorFailed(RuntimeError):

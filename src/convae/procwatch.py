@@ -22,6 +22,17 @@ def total_rss(processes) -> int:
     return total
 
 
+def kill_processes(processes) -> None:
+    """SIGKILL each of ``processes``; those already gone are skipped."""
+    import psutil
+
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
 class ProcessWatch:
     """Subclasses say which processes to watch, and may stop watching by returning True from check."""
 
@@ -39,12 +50,16 @@ class ProcessWatch:
         return False
 
     def _run(self):
+        # A sample at once and a last one when stopped, so a block shorter than one interval is measured.
         start = time.monotonic()
-        while not self._stop.wait(self.interval):
+        while True:
             rss = total_rss(self.processes())
             self.peak = max(self.peak, rss)
             if self.check(rss, time.monotonic() - start):
                 return
+            if self._stop.wait(self.interval):
+                break
+        self.peak = max(self.peak, total_rss(self.processes()))
 
     def __enter__(self):
         self._thread.start()

@@ -33,7 +33,7 @@ from convae.grading.judge_sandbox import JUDGE_UID_OFFSET, write_policy
 from convae.grading.judge_server import JudgeServer
 from convae.grading.limits import read_timings, slow_problem, where_time_went
 from convae.grading.sandbox import capabilities, use_this_environment
-from convae.procwatch import ProcessWatch
+from convae.procwatch import ProcessWatch, kill_processes
 
 HIDDEN_CALL = re.compile(r"""hidden_check\(\s*["']([\w-]+)["']\s*,\s*["'](\w+)["']""")
 
@@ -146,13 +146,7 @@ class KernelWatch(ProcessWatch):
         return [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == self.uid]
 
     def kill_all(self):
-        import psutil
-
-        for proc in self.processes():
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+        kill_processes(self.processes())
 
     def check(self, rss: int, elapsed: float) -> bool:
         if elapsed > self.wall:

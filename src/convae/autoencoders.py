@@ -14,38 +14,7 @@ import numpy as np
 
 from convae import config
 from convae.plots import show_image
-from convae.training import fit_then_release, one_cycle_schedule
-
-
-class ArrayBatches(keras.utils.PyDataset):
-    """Shuffled ``(input, target)`` batches sliced from NumPy arrays, one batch at a time.
-
-    ``model.fit(x, x)`` on the TensorFlow backend copies ``x`` into TensorFlow twice (once as input,
-    once as target) before the first step: for 60,000 MNIST images that is about 0.7 GB more at the
-    peak, measured, which a 2 GB Binder cannot spare. A PyDataset hands Keras one batch at a time
-    instead, at about the same speed for these small models.
-    """
-
-    def __init__(self, x, target, batch_size: int, seed: int = 0):
-        super().__init__()
-        self.x, self.target, self.batch_size = x, target, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
-
-    def __len__(self):
-        return -(-len(self.x) // self.batch_size)
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.x))
-
-    def release(self):
-        """Let go of the arrays once training is over (:func:`convae.training.fit_then_release` says why)."""
-        self.x = self.target = None
-
-    def __getitem__(self, index):
-        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        return self.x[rows], self.target[rows]
-
+from convae.training import ArrayBatches, fit_then_release, one_cycle_schedule
 
 
 class RowsOnDemand:

@@ -156,12 +156,20 @@ def peak_memory(megabytes: float) -> Target:
 
 
 #: Per chapter, the targets ``make bench`` judges (one row each in the targets table).
+#: Every chapter's kernel stays under 1.5 GB in full mode (Binder gives 2 GB, server included);
+#: ``make binder`` runs them in Binder's environment, killed at 2 GB.
+BINDER_BUDGET_MB = 1536
+
 TARGETS = {
+    **{chapter: (wall_time(600), peak_memory(BINDER_BUDGET_MB))
+       for chapter in ("01-pixels", "02-convolution", "03-pooling")},
     "04-mlp-vs-cnn": (
         accuracy("cnn_test_acc", 0.992),
         train_time("cnn_train_seconds", "convnet"),
         accuracy("mlp_test_acc", 0.983),
         train_time("mlp_train_seconds", "mlp"),
+        wall_time(600),
+        peak_memory(BINDER_BUDGET_MB),
     ),
     "05-autoencoders": (
         # PCA-32 is measured in the same run (published on MNIST: 0.0168).
@@ -175,7 +183,7 @@ TARGETS = {
         accuracy("fewlabel_acc_ae", above="fewlabel_acc_pixels"),
         accuracy("fewlabel_acc_ae", above="fewlabel_acc_pca"),
         wall_time(600),
-        peak_memory(1536),  # 1.5 GB: Binder gives 2 GB
+        peak_memory(BINDER_BUDGET_MB),
     ),
     "06-denoising": (
         # Clipped Gaussian noise, sigma 0.5; a published small conv DAE on MNIST: about 20.2 dB.
@@ -187,7 +195,7 @@ TARGETS = {
         Target("n2n_gap_g030", "<=", 1.0, noun="gap", unit="dB", spec=".2f"),
         Target("dae_train_seconds", "<=", 60, noun="time", unit="s", spec=".1f"),
         wall_time(600),
-        peak_memory(1536),
+        peak_memory(BINDER_BUDGET_MB),
     ),
     "07-vae": (
         # Continuous MNIST, Bernoulli summed over pixels, one-sample held-out −ELBO in nats. keras.io's
@@ -202,7 +210,7 @@ TARGETS = {
         accuracy("cvae_label_acc", 0.95),
         accuracy("synthetic_to_real_acc", 0.95),
         wall_time(600),
-        peak_memory(1536),
+        peak_memory(BINDER_BUDGET_MB),
     ),
 }
 

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from convae import config
-from convae.autoencoders import ArrayBatches
+from convae.training import ArrayBatches
 from convae.checks import _activation, _construction_problem, describe, model_layers, parameter_count
 from convae.specs import CLASSIFIER_SPEC, VAEEncoderSpec
 
@@ -141,7 +141,7 @@ def build_classifier(seed: int = 0):
 def fit_classifier(model, x, y, *, epochs: int, batch_size: int = 128, peak_rate: float = 3e-3,
                    seed: int = 0, verbose: int | None = None) -> float:
     """Train a freshly compiled classifier on images ``x`` (n, 784) in [0, 1] and labels ``y``,
-    batches streamed (:class:`convae.autoencoders.ArrayBatches`), a one-cycle rate; the seconds.
+    batches streamed (:class:`convae.training.ArrayBatches`), a one-cycle rate; the seconds.
     ``verbose`` as in :func:`convae.autoencoders.fit_autoencoder` (None: CONVAE_PROGRESS)."""
     from convae.training import fit_then_release, one_cycle_schedule
 

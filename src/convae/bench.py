@@ -364,7 +364,7 @@ def run_chapter(chapter: str, root: Path, metrics_file: Path, *, progress_every:
                 except Exception as err:
                     if memory.exceeded is None:
                         raise
-                    first_line = "".join(cell.source).strip().splitlines()[0] if cell.source.strip() else ""
+                    first_line = (cell.source.strip().splitlines() or [""])[0]
                     raise MemoryLimitExceeded(
                         f"{chapter}: the kernel reached {memory.exceeded / 2**20:,.0f} MB in cell {index + 1} "
                         f"of {len(nb.cells)} ({first_line[:60]!r}), over the limit of "
